@@ -1,0 +1,28 @@
+//! sfwd: a store-and-forward stream processor for Kafka.
+//!
+//! # How it fits together
+//!
+//! A topology file ([`topology`]) declares services, the Kafka topics their
+//! operations read requests from, and for each service an optional
+//! store-and-forward block: a *control point* and the *rules* that say which
+//! exception chains mean "the service is down".
+//!
+//! - [`rules`] is the exception type tree, the exception chain, and the rule
+//!   matcher (four chain modes, `*` wildcards, subtypes, scope). Pure.
+//! - [`bindings::failure`] turns a failed invocation (HTTP status, refused
+//!   connection, timeout, TLS, Kafka error) into an exception chain. Pure.
+//! - [`control`] holds the control-point state machine: the single decision
+//!   (first trigger wins, stale commands refused) that every instance of the
+//!   consumer group must agree on. Pure.
+//! - [`records`] encodes the Avro records that travel through Kafka (stored
+//!   requests, failed events, control commands and states), from the
+//!   schemas in `schemas/`.
+//!
+//! Kafka, HTTP and RocksDB sit at the edges and use these modules; nothing
+//! in `rules` or `control::machine` performs I/O.
+
+pub mod bindings;
+pub mod control;
+pub mod records;
+pub mod rules;
+pub mod topology;
