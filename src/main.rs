@@ -1,6 +1,39 @@
-fn main() {
-    let dir = std::env::temp_dir().join("sfwd-link-check");
-    let db = rocksdb::DB::open_default(&dir).unwrap();
-    db.put(b"k", b"v").unwrap();
-    println!("{:?}", db.get(b"k").unwrap());
+//! The `sfwd` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Store-and-forward for Kafka: when a service goes down, every instance
+/// parks its requests; when it comes back, they are replayed in order.
+#[derive(Debug, Parser)]
+#[command(name = "sfwd", version, about, long_about = None)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check topology files and report every problem, with its place.
+    ///
+    /// Exits 1 when a file has errors; warnings are printed and exit 0.
+    Validate {
+        /// Topology files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print nothing for files without problems.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Command::Validate { files, quiet } => cli::validate::run(&files, quiet),
+    }
 }

@@ -1,1 +1,3 @@
 //! Invoking targets.
+
+pub mod failure;

@@ -167,10 +167,18 @@ pub enum Outcome {
 /// An idempotent repeat, and what it found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoOp {
-    AlreadyStoring { epoch: u64, since_ms: i64 },
-    AlreadyForwarding { epoch: u64, replaying: bool },
+    AlreadyStoring {
+        epoch: u64,
+        since_ms: i64,
+    },
+    AlreadyForwarding {
+        epoch: u64,
+        replaying: bool,
+    },
     /// A command id already applied (a duplicate from a retried publish).
-    Duplicate { command_id: String },
+    Duplicate {
+        command_id: String,
+    },
 }
 
 impl fmt::Display for NoOp {

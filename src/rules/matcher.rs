@@ -67,7 +67,10 @@ pub enum Scope {
     /// Every operation of one interface.
     Interface(String),
     /// One operation.
-    Operation { interface: String, operation: String },
+    Operation {
+        interface: String,
+        operation: String,
+    },
 }
 
 impl Scope {
@@ -213,18 +216,21 @@ impl RuleSet {
         operation: &str,
         chain: &ExceptionChain,
     ) -> Option<MatchReport> {
-        self.rules.iter().enumerate().find_map(|(rule_index, rule)| {
-            if !rule.scope.contains(interface, operation) {
-                return None;
-            }
-            let element_index = rule.find_in(types, chain)?;
-            Some(MatchReport {
-                rule_index,
-                rule: rule.to_string(),
-                element_index,
-                element: chain.elements()[element_index].clone(),
+        self.rules
+            .iter()
+            .enumerate()
+            .find_map(|(rule_index, rule)| {
+                if !rule.scope.contains(interface, operation) {
+                    return None;
+                }
+                let element_index = rule.find_in(types, chain)?;
+                Some(MatchReport {
+                    rule_index,
+                    rule: rule.to_string(),
+                    element_index,
+                    element: chain.elements()[element_index].clone(),
+                })
             })
-        })
     }
 }
 
@@ -305,7 +311,10 @@ mod tests {
     #[test]
     fn original_first_and_wrapped_report_different_elements() {
         let t = tree();
-        let twice = chain(&[(SERVICE_UNAVAILABLE, "outer"), (SERVICE_UNAVAILABLE, "inner")]);
+        let twice = chain(&[
+            (SERVICE_UNAVAILABLE, "outer"),
+            (SERVICE_UNAVAILABLE, "inner"),
+        ]);
         let of = Rule::new(SERVICE_UNAVAILABLE);
         let wr = Rule {
             chain: ChainMode::Wrapped,
@@ -388,7 +397,10 @@ mod tests {
             Rule::new(SERVICE_UNAVAILABLE),
         ]);
         assert_eq!(
-            rules.first_match(&t, "I", "o", &http_503()).unwrap().rule_index,
+            rules
+                .first_match(&t, "I", "o", &http_503())
+                .unwrap()
+                .rule_index,
             0
         );
         assert!(RuleSet::default()
@@ -405,11 +417,11 @@ mod tests {
     ];
 
     fn arb_chain() -> impl Strategy<Value = ExceptionChain> {
-        prop::collection::vec(
-            (prop::sample::select(TYPES), "[ab]{0,3}"),
-            0..6,
-        )
-        .prop_map(|v| v.into_iter().map(|(t, m)| ChainElement::new(t, m)).collect())
+        prop::collection::vec((prop::sample::select(TYPES), "[ab]{0,3}"), 0..6).prop_map(|v| {
+            v.into_iter()
+                .map(|(t, m)| ChainElement::new(t, m))
+                .collect()
+        })
     }
 
     fn arb_rule() -> impl Strategy<Value = Rule> {

@@ -38,7 +38,10 @@ fn first_trigger_wins_and_later_ones_at_the_same_epoch_are_stale() {
             designated_trigger: Some("r1".into())
         }
     );
-    assert_eq!((cp.mode, cp.epoch, cp.cause), (Mode::Store, 1, Cause::Trigger));
+    assert_eq!(
+        (cp.mode, cp.epoch, cp.cause),
+        (Mode::Store, 1, Cause::Trigger)
+    );
     assert_eq!(cp.trigger.as_ref().unwrap().request_id, "r1");
 
     let second = cp.apply(&cmd("c2", CommandKind::Trigger(trigger("r2")), 0));
@@ -81,7 +84,10 @@ fn operator_commands_are_idempotent() {
             designated_trigger: None
         }
     ));
-    assert_eq!((cp.mode, cp.epoch, cp.cause), (Mode::Store, 1, Cause::Operator));
+    assert_eq!(
+        (cp.mode, cp.epoch, cp.cause),
+        (Mode::Store, 1, Cause::Operator)
+    );
     let again = cp.apply(&cmd("s2", CommandKind::Store, 0));
     assert_eq!(
         again,

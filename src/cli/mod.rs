@@ -1,0 +1,3 @@
+//! Subcommands of the `sfwd` binary.
+
+pub mod validate;

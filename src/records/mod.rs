@@ -1,0 +1,45 @@
+//! The Avro records that travel through Kafka: stored requests, failed
+//! events, control commands and control states.
+//!
+//! # Schemas
+//!
+//! `schemas/*.avsc` are the source of truth, compiled in with
+//! `include_str!`. Each file is self-contained: the shared named types
+//! (`SourcePosition`, `Header`, `ChainElement`, `TriggerInfo`) are defined
+//! inline at their first use in every file that uses them. So each file
+//! parses alone, in any Avro tool or schema registry, and its fingerprint is
+//! the standard one. A test checks that the copies of a shared type are
+//! identical across files.
+//!
+//! # Wire format
+//!
+//! Avro single-object encoding: `C3 01`, the 8-byte little-endian
+//! CRC-64-AVRO fingerprint of the writer schema, then the binary datum.
+//! [`AvroRecord::decode`] looks the fingerprint up among the writer schemas
+//! it knows for that record and resolves the datum to the current schema.
+//!
+//! # Changing a schema
+//!
+//! Add fields only with a default (an optional field is `["null", T]` with
+//! `"default": null`); add enum symbols only to an enum with a `default`.
+//! Keep the previous file as `schemas/old/<name>.v<N>.avsc` and pass it to
+//! `RecordSchemas::load` as another writer schema. A reader only decodes
+//! fingerprints it knows, so a rolling upgrade takes two releases: the first
+//! accepts the new schema as a writer schema, the second writes it.
+
+mod codec;
+mod common;
+mod control;
+mod enums;
+mod failed;
+mod stored;
+
+#[cfg(test)]
+mod tests;
+
+pub use codec::{fingerprint, AvroRecord, RecordError, RecordSchemas, HEADER_LEN, MAGIC};
+pub use common::{Header, SourcePosition, TriggerInfo};
+pub use control::{ControlCommand, ControlStateRecord};
+pub use enums::{Cause, CommandKind, FailureReason, Mode, ParseEnumError};
+pub use failed::FailedEvent;
+pub use stored::StoredRequest;

@@ -1,0 +1,215 @@
+//! The checked topology: what the rest of sfwd runs on. Only
+//! [`super::load`] builds one, and only from a file without errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::rules::{RuleSet, TypeTree};
+
+/// Header that carries a request's stable id (set by the producer or derived
+/// from its source position).
+pub const REQUEST_ID_HEADER: &str = "sfwd-request-id";
+/// Header naming the topic a synchronous request wants its reply on.
+pub const REPLY_TO_HEADER: &str = "sfwd-reply-to";
+/// Default header that selects the operation on a shared topic.
+pub const DEFAULT_OPERATION_HEADER: &str = "sfwd-operation";
+/// Default size limit of one request (key + value + headers).
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Application id: consumer group id and prefix of every topic sfwd owns.
+    pub application: String,
+    pub kafka: KafkaSettings,
+    pub limits: Limits,
+    /// Built-in exception types plus the ones the file declares.
+    pub types: TypeTree,
+    /// In file order.
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub bootstrap: String,
+    /// Commit outputs and offsets in Kafka transactions.
+    pub exactly_once: bool,
+    /// Partitions of the topics sfwd creates (stored, failed, control).
+    pub partitions: u32,
+    pub replication_factor: u16,
+    /// Extra librdkafka settings for every client.
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Larger requests go to the failed-events topic as `oversized`.
+    pub max_request_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    Sync,
+    Async,
+}
+
+impl Interaction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interaction::Sync => "sync",
+            Interaction::Async => "async",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub binding: Binding,
+    /// The effective interaction style (declared, or the binding's default).
+    pub interaction: Interaction,
+    pub retry: Option<RetryPolicy>,
+    pub store_and_forward: Option<StoreAndForward>,
+    pub interfaces: Vec<Interface>,
+}
+
+impl Service {
+    /// Every operation with its interface.
+    pub fn operations(&self) -> impl Iterator<Item = (&Interface, &Operation)> {
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.operations.iter().map(move |o| (i, o)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    Http(HttpBinding),
+    Kafka(KafkaBinding),
+    /// Another service of this topology.
+    Service(String),
+}
+
+impl Binding {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Binding::Http(_) => "http",
+            Binding::Kafka(_) => "kafka",
+            Binding::Service(_) => "service",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBinding {
+    pub url: String,
+    pub method: String,
+    pub timeout: Duration,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaBinding {
+    pub topic: String,
+    /// How long a produce may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles after each further failure.
+    pub backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreAndForward {
+    pub control_point: String,
+    pub rules: RuleSet,
+    pub auto_resume: Option<AutoResume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoResume {
+    /// Time between probes while storing.
+    pub every: Duration,
+    /// URL to probe for an HTTP binding (default: the binding's URL).
+    pub probe_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub operations: Vec<Operation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub name: String,
+    /// The request topic.
+    pub topic: String,
+    /// Set on a shared topic: the header whose value (`operation` or
+    /// `Interface.operation`) selects this operation.
+    pub operation_header: Option<String>,
+    /// Sync requests carry a reply topic and are answered, never stored.
+    pub interaction: Interaction,
+    /// The Avro schema requests must decode with, if declared.
+    pub input_schema: Option<InputSchema>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSchema {
+    /// As resolved from the topology file's directory.
+    pub path: PathBuf,
+    /// The schema's canonical JSON.
+    pub canonical: String,
+}
+
+impl Topology {
+    /// `<app>.stored.<control point>`
+    pub fn stored_topic(&self, control_point: &str) -> String {
+        format!("{}.stored.{}", self.application, control_point)
+    }
+
+    /// `<app>.failed`
+    pub fn failed_topic(&self) -> String {
+        format!("{}.failed", self.application)
+    }
+
+    /// `<app>.control`: the compacted control-point states.
+    pub fn control_topic(&self) -> String {
+        format!("{}.control", self.application)
+    }
+
+    /// `<app>.control-commands`: triggers and operator commands.
+    pub fn commands_topic(&self) -> String {
+        format!("{}.control-commands", self.application)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Every control point with its service.
+    pub fn control_points(&self) -> impl Iterator<Item = (&Service, &StoreAndForward)> {
+        self.services
+            .iter()
+            .filter_map(|s| s.store_and_forward.as_ref().map(|sf| (s, sf)))
+    }
+
+    /// Every distinct request topic, in file order.
+    pub fn request_topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = Vec::new();
+        for s in &self.services {
+            for (_, op) in s.operations() {
+                if !topics.contains(&op.topic.as_str()) {
+                    topics.push(&op.topic);
+                }
+            }
+        }
+        topics
+    }
+}
