@@ -23,6 +23,7 @@
 
 pub mod bindings;
 pub mod control;
+pub mod kafka;
 pub mod records;
 pub mod rules;
 pub mod topology;

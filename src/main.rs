@@ -29,11 +29,15 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Play a target service over HTTP: answer requests, record them, and
+    /// switch between up and the failure modes on command.
+    TargetSim(cli::target_sim::Args),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Command::Validate { files, quiet } => cli::validate::run(&files, quiet),
+        Command::TargetSim(args) => cli::target_sim::run(args),
     }
 }

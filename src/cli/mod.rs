@@ -1,3 +1,4 @@
 //! Subcommands of the `sfwd` binary.
 
+pub mod target_sim;
 pub mod validate;

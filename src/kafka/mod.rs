@@ -1,0 +1,73 @@
+//! Kafka plumbing: client configuration and the topics sfwd owns.
+//!
+//! Everything that names an rdkafka type lives here or in the tasks that
+//! drive consumers (`pipeline`, `control`); the pure modules never do.
+
+mod topics;
+
+pub use topics::{ensure_topics, partition_count, TopicSpec};
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+use crate::topology::KafkaSettings;
+
+/// Base client configuration: bootstrap servers plus the topology's extra
+/// librdkafka properties.
+pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    client_config_from(&settings.bootstrap, &settings.properties)
+}
+
+/// Base client configuration from parts.
+pub fn client_config_from(bootstrap: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// Producer settings for sfwd's outputs: every write acknowledged by all
+/// in-sync replicas, order kept per partition across retries.
+pub fn producer_config(base: &ClientConfig) -> ClientConfig {
+    let mut c = base.clone();
+    c.set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .set("queue.buffering.max.kbytes", "32768");
+    c
+}
+
+/// Consumer settings for a group member that stores offsets itself after
+/// its outputs are acknowledged (at least once: nothing is skipped).
+pub fn group_consumer_config(base: &ClientConfig, group: &str, instance: &str) -> ClientConfig {
+    let mut c = base.clone();
+    c.set("group.id", group)
+        .set("client.id", instance)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("queued.max.messages.kbytes", "16384");
+    c
+}
+
+/// Consumer settings for reading partitions by `assign()`: no group
+/// membership, nothing committed. librdkafka still wants a `group.id`.
+pub fn reader_config(base: &ClientConfig, instance: &str, purpose: &str) -> ClientConfig {
+    let mut c = base.clone();
+    c.set("group.id", format!("{instance}.{purpose}"))
+        .set("client.id", format!("{instance}.{purpose}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("queued.max.messages.kbytes", "8192");
+    c
+}
