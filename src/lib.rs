@@ -22,8 +22,14 @@
 //! in `rules` or `control::machine` performs I/O.
 
 pub mod bindings;
+pub mod clock;
 pub mod control;
+pub mod instance;
 pub mod kafka;
+pub mod pipeline;
 pub mod records;
 pub mod rules;
+pub mod shutdown;
+pub mod store;
+pub mod target_sim;
 pub mod topology;

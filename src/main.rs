@@ -29,6 +29,9 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run one instance: consume requests, invoke targets, store and
+    /// forward. Start several with the same topology to scale out.
+    Run(cli::run::Args),
     /// Play a target service over HTTP: answer requests, record them, and
     /// switch between up and the failure modes on command.
     TargetSim(cli::target_sim::Args),
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Command::Validate { files, quiet } => cli::validate::run(&files, quiet),
+        Command::Run(args) => cli::run::run(args),
         Command::TargetSim(args) => cli::target_sim::run(args),
     }
 }

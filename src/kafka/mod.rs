@@ -3,8 +3,10 @@
 //! Everything that names an rdkafka type lives here or in the tasks that
 //! drive consumers (`pipeline`, `control`); the pure modules never do.
 
+mod rebalance;
 mod topics;
 
+pub use rebalance::{Assignment, RebalanceContext};
 pub use topics::{ensure_topics, partition_count, TopicSpec};
 
 use std::collections::BTreeMap;
@@ -67,7 +69,6 @@ pub fn reader_config(base: &ClientConfig, instance: &str, purpose: &str) -> Clie
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
         .set("queued.max.messages.kbytes", "8192");
     c
 }

@@ -53,8 +53,8 @@ pub async fn ensure_topics(config: &ClientConfig, topics: &[TopicSpec]) -> Resul
 }
 
 /// The number of partitions of `topic`, or `None` if it does not exist.
-pub fn partition_count(
-    consumer: &impl rdkafka::consumer::Consumer,
+pub fn partition_count<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<i32>, KafkaError> {

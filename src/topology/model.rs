@@ -189,6 +189,11 @@ impl Topology {
         format!("{}.control-commands", self.application)
     }
 
+    /// `<app>.replay`: replay progress per control point and source partition.
+    pub fn replay_topic(&self) -> String {
+        format!("{}.replay", self.application)
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }

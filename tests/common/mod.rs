@@ -39,7 +39,8 @@ pub fn unique(prefix: &str) -> String {
 fn counter() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static C: AtomicU64 = AtomicU64::new(0);
-    C.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    C.fetch_add(1, Ordering::Relaxed)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 pub fn client_config() -> ClientConfig {
@@ -117,7 +118,8 @@ pub fn read_topic(topic: &str, min: usize, deadline: Duration) -> Vec<OwnedMessa
     let partitions = metadata.topics()[0].partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).expect("assign");
     let start = Instant::now();
@@ -160,3 +162,5 @@ pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
+
+pub mod process;

@@ -1,0 +1,109 @@
+//! `sfwd run --topology FILE`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sfwd::instance::{self, Options};
+use sfwd::shutdown;
+
+use super::logging::{self, LogFormat};
+
+/// Options of `sfwd run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The topology file.
+    #[arg(long, short)]
+    topology: PathBuf,
+    /// This instance's id: names it in records and logs, and its data
+    /// directory. Every instance of a group needs its own.
+    #[arg(long, env = "SFWD_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// Where the local store lives [default: .sfwd/<application>/<instance id>].
+    #[arg(long, env = "SFWD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers, overriding the topology's `kafka.bootstrap`.
+    #[arg(long, env = "SFWD_BOOTSTRAP")]
+    bootstrap: Option<String>,
+    /// Create request topics that do not exist (with `kafka.partitions` partitions).
+    #[arg(long)]
+    create_topics: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SFWD_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    logging::init(args.log_format);
+    match run_inner(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "sfwd run failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_inner(args: Args) -> anyhow::Result<()> {
+    let (mut topology, warnings) = match sfwd::topology::load(&args.topology) {
+        Ok(t) => t,
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{d}\n");
+            }
+            anyhow::bail!(
+                "{} has errors; `sfwd validate` shows them too",
+                args.topology.display()
+            );
+        }
+    };
+    for w in warnings {
+        tracing::warn!("{}", w.to_string().replace('\n', " "));
+    }
+    if let Some(b) = args.bootstrap {
+        topology.kafka.bootstrap = b;
+    }
+    let instance_id = args.instance_id.unwrap_or_else(default_instance_id);
+    let data_dir = args.data_dir.unwrap_or_else(|| {
+        PathBuf::from(".sfwd")
+            .join(&topology.application)
+            .join(&instance_id)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let (trigger, _) = shutdown::channel();
+        let on_signal = trigger.clone();
+        tokio::spawn(async move {
+            shutdown::signal().await;
+            tracing::info!("signal received: finishing in-flight work");
+            on_signal.fire();
+            // A second signal exits at once.
+            shutdown::signal().await;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        });
+        instance::run(
+            Options {
+                topology,
+                instance_id,
+                data_dir,
+                create_request_topics: args.create_topics,
+            },
+            trigger,
+        )
+        .await
+    })
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sfwd".to_string());
+    host
+}

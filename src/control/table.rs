@@ -1,0 +1,385 @@
+//! Every instance's local copy of the control topic (and of the replay
+//! progress topic): read in full, kept in the local store, watched by the
+//! pipeline.
+//!
+//! Both topics are compacted and each key has a single writer, so the latest
+//! record of a key is its current value. A record whose fencing token
+//! (`writer_generation`) is not higher than the one already held for its key
+//! comes from a writer that lost ownership, and is ignored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::convert::state_from_record;
+use super::machine::ControlPoint;
+use crate::records::{AvroRecord, ControlStateRecord};
+use crate::shutdown::Shutdown;
+use crate::store::{Space, Store, StoreError, Write};
+
+/// How far the replay of one source partition's stored requests has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayProgress {
+    /// Next offset of the stored partition to read.
+    pub next_offset: i64,
+    /// Highest source offset already delivered (or failed) from the store;
+    /// stored copies at or below it are duplicates, and so are live
+    /// records at or below it.
+    pub max_source_offset: i64,
+    /// The FORWARD epoch whose replay this partition has finished (-1: none).
+    pub done_epoch: i64,
+}
+
+impl Default for ReplayProgress {
+    fn default() -> Self {
+        ReplayProgress {
+            next_offset: 0,
+            max_source_offset: -1,
+            done_epoch: -1,
+        }
+    }
+}
+
+/// Key of a replay progress record.
+pub fn replay_key(control_point: &str, topic: &str, partition: i32) -> String {
+    format!("{control_point}/{topic}/{partition}")
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    state: ControlPoint,
+    generation: i64,
+}
+
+/// The control points' states as this instance knows them. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlTable {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    control_topic: String,
+    replay_topic: String,
+    states: RwLock<HashMap<String, Entry>>,
+    replay: RwLock<HashMap<String, ReplayProgress>>,
+    /// Next offset to read per (topic, partition).
+    positions: Mutex<HashMap<(String, i32), i64>>,
+    store: Arc<dyn Store>,
+    /// Bumped on every state change.
+    states_changed: watch::Sender<u64>,
+    /// Bumped whenever the read position moves.
+    moved: watch::Sender<u64>,
+    ready: watch::Sender<bool>,
+}
+
+impl ControlTable {
+    /// A table over `store`, with what it held from the last run.
+    pub fn open(
+        store: Arc<dyn Store>,
+        control_topic: &str,
+        replay_topic: &str,
+    ) -> Result<Self, StoreError> {
+        let mut states = HashMap::new();
+        for (_, value) in store.scan(Space::ControlStates)? {
+            if let Ok(record) = ControlStateRecord::decode(&value) {
+                let (state, generation) = state_from_record(record);
+                states.insert(state.name.clone(), Entry { state, generation });
+            }
+        }
+        let mut replay = HashMap::new();
+        for (key, value) in store.scan(Space::Replay)? {
+            if let (Ok(k), Ok(v)) = (String::from_utf8(key), serde_json::from_slice(&value)) {
+                replay.insert(k, v);
+            }
+        }
+        let mut positions = HashMap::new();
+        for (key, value) in store.scan(Space::TableOffsets)? {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let (Some((topic, partition)), Ok(bytes)) =
+                (key.rsplit_once('/'), <[u8; 8]>::try_from(value.as_slice()))
+            {
+                if let Ok(p) = partition.parse() {
+                    positions.insert((topic.to_string(), p), i64::from_be_bytes(bytes));
+                }
+            }
+        }
+        Ok(ControlTable {
+            inner: Arc::new(Inner {
+                control_topic: control_topic.to_string(),
+                replay_topic: replay_topic.to_string(),
+                states: RwLock::new(states),
+                replay: RwLock::new(replay),
+                positions: Mutex::new(positions),
+                store,
+                states_changed: watch::Sender::new(0),
+                moved: watch::Sender::new(0),
+                ready: watch::Sender::new(false),
+            }),
+        })
+    }
+
+    /// The state of a control point (FORWARD at epoch 0 if never changed).
+    pub fn get(&self, control_point: &str) -> ControlPoint {
+        self.inner
+            .states
+            .read()
+            .unwrap()
+            .get(control_point)
+            .map(|e| e.state.clone())
+            .unwrap_or_else(|| ControlPoint::initial(control_point))
+    }
+
+    /// The state and its fencing token, if the control point was ever written.
+    pub fn get_with_generation(&self, control_point: &str) -> Option<(ControlPoint, i64)> {
+        self.inner
+            .states
+            .read()
+            .unwrap()
+            .get(control_point)
+            .map(|e| (e.state.clone(), e.generation))
+    }
+
+    /// Every control point ever written.
+    pub fn all(&self) -> Vec<ControlPoint> {
+        let mut all: Vec<_> = self
+            .inner
+            .states
+            .read()
+            .unwrap()
+            .values()
+            .map(|e| e.state.clone())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub fn replay_progress(&self, key: &str) -> ReplayProgress {
+        self.inner
+            .replay
+            .read()
+            .unwrap()
+            .get(key)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every replay progress record whose key starts with `prefix`.
+    pub fn replay_progress_with_prefix(&self, prefix: &str) -> Vec<(String, ReplayProgress)> {
+        self.inner
+            .replay
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// Notified on every state change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.states_changed.subscribe()
+    }
+
+    /// Has the table read both topics to the end they had at start?
+    pub fn is_ready(&self) -> bool {
+        *self.inner.ready.borrow()
+    }
+
+    /// Waits until the table has read both topics to the end they had when
+    /// this instance started.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.inner.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Waits until the table has read `topic`/`partition` up to `offset`
+    /// (exclusive).
+    pub async fn wait_position(&self, topic: &str, partition: i32, offset: i64) {
+        let mut rx = self.inner.moved.subscribe();
+        loop {
+            if self.position(topic, partition) >= offset {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn position(&self, topic: &str, partition: i32) -> i64 {
+        self.inner
+            .positions
+            .lock()
+            .unwrap()
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Applies one record of the control topic. Returns whether the state
+    /// changed (a stale or repeated record changes nothing).
+    pub fn apply_state(&self, record: ControlStateRecord) -> Result<bool, StoreError> {
+        let bytes = record.encode().ok();
+        let (state, generation) = state_from_record(record);
+        let mut states = self.inner.states.write().unwrap();
+        if let Some(current) = states.get(&state.name) {
+            if generation <= current.generation {
+                if generation < current.generation {
+                    tracing::warn!(
+                        control_point = %state.name,
+                        generation,
+                        current = current.generation,
+                        "ignored a control state from a writer that lost ownership"
+                    );
+                }
+                return Ok(false);
+            }
+        }
+        if let Some(bytes) = bytes {
+            self.inner
+                .store
+                .put(Space::ControlStates, state.name.as_bytes(), &bytes)?;
+        }
+        tracing::debug!(control_point = %state.name, mode = %state.mode, epoch = state.epoch, "control state");
+        states.insert(state.name.clone(), Entry { state, generation });
+        drop(states);
+        self.inner.states_changed.send_modify(|v| *v += 1);
+        Ok(true)
+    }
+
+    /// Applies one record of the replay progress topic.
+    pub fn apply_replay(&self, key: &str, progress: ReplayProgress) -> Result<(), StoreError> {
+        self.inner.store.put(
+            Space::Replay,
+            key.as_bytes(),
+            &serde_json::to_vec(&progress).expect("plain struct"),
+        )?;
+        self.inner
+            .replay
+            .write()
+            .unwrap()
+            .insert(key.to_string(), progress);
+        Ok(())
+    }
+
+    fn advance(&self, topic: &str, partition: i32, next: i64) -> Result<(), StoreError> {
+        {
+            let mut positions = self.inner.positions.lock().unwrap();
+            let slot = positions.entry((topic.to_string(), partition)).or_insert(0);
+            if next <= *slot {
+                return Ok(());
+            }
+            *slot = next;
+        }
+        self.inner.store.write(vec![Write::Put {
+            space: Space::TableOffsets,
+            key: format!("{topic}/{partition}").into_bytes(),
+            value: next.to_be_bytes().to_vec(),
+        }])?;
+        self.inner.moved.send_modify(|v| *v += 1);
+        Ok(())
+    }
+}
+
+/// Why the table reader stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("reading the control topics: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("topic `{0}` does not exist")]
+    MissingTopic(String),
+}
+
+/// Reads the control and replay topics into `table` until shutdown.
+/// The table becomes ready once both are read to the end they had at start.
+pub async fn run_reader(
+    config: ClientConfig,
+    table: ControlTable,
+    mut shutdown: Shutdown,
+) -> Result<(), TableError> {
+    let consumer: StreamConsumer = config.create()?;
+    let topics = [
+        table.inner.control_topic.clone(),
+        table.inner.replay_topic.clone(),
+    ];
+    let mut assignment = TopicPartitionList::new();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for topic in &topics {
+        let partitions = crate::kafka::partition_count(&consumer, topic, Duration::from_secs(10))?
+            .ok_or_else(|| TableError::MissingTopic(topic.clone()))?;
+        for p in 0..partitions {
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            let from = table.position(topic, p);
+            if from < high {
+                ends.insert((topic.clone(), p), high);
+            }
+            let offset = if from > 0 {
+                Offset::Offset(from)
+            } else {
+                Offset::Beginning
+            };
+            assignment.add_partition_offset(topic, p, offset)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    if ends.is_empty() {
+        table.inner.ready.send_replace(true);
+    }
+    loop {
+        let message = tokio::select! {
+            m = consumer.recv() => m,
+            _ = shutdown.wait() => return Ok(()),
+        };
+        match message {
+            Ok(m) => {
+                let topic = m.topic().to_string();
+                let (partition, offset) = (m.partition(), m.offset());
+                if topic == table.inner.control_topic {
+                    match m.payload().map(ControlStateRecord::decode) {
+                        Some(Ok(record)) => {
+                            table.apply_state(record)?;
+                        }
+                        Some(Err(e)) => tracing::error!(
+                            topic, partition, offset, error = %e,
+                            "skipped an undecodable control state record"
+                        ),
+                        None => {}
+                    }
+                } else {
+                    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                    match (
+                        key,
+                        m.payload().map(serde_json::from_slice::<ReplayProgress>),
+                    ) {
+                        (Some(k), Some(Ok(p))) => table.apply_replay(&k, p)?,
+                        (k, _) => tracing::error!(
+                            topic, partition, offset, key = ?k,
+                            "skipped an undecodable replay progress record"
+                        ),
+                    }
+                }
+                table.advance(&topic, partition, offset + 1)?;
+                if ends
+                    .get(&(topic.clone(), partition))
+                    .is_some_and(|end| offset + 1 >= *end)
+                {
+                    ends.remove(&(topic, partition));
+                    if ends.is_empty() {
+                        table.inner.ready.send_replace(true);
+                    }
+                }
+            }
+            Err(KafkaError::PartitionEOF(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "control topics reader"),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The single writer of each control point.
+//!
+//! Every instance is a member of the consumer group `<app>.control-writer`
+//! on the commands topic; the member that owns a partition decides for the
+//! control points whose commands land there. Before deciding anything after
+//! it gains a partition, it reads the control topic to its end, so it starts
+//! from the last state any previous owner wrote.
+//!
+//! Each state it writes carries, as fencing token, the commands-topic offset
+//! of the command that produced it. Commands are applied in offset order and
+//! a command at or below the token of the current state was already applied
+//! (by this writer or a previous owner) and is skipped, so a command is
+//! applied once even when a new owner re-reads commands whose offsets the
+//! old owner had not committed. Readers ignore a state whose token is not
+//! higher than the one they hold, so a writer that lost ownership cannot
+//! overwrite a newer decision.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+use super::convert::{command_from_record, state_to_record};
+use super::machine::{CommandKind, ControlPoint, Mode, Outcome};
+use super::publisher::{command_partition, CommandPublisher};
+use super::table::ControlTable;
+use crate::kafka::{Assignment, RebalanceContext};
+use crate::records::{AvroRecord, ControlCommand};
+use crate::shutdown::Shutdown;
+
+/// Why the writer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("control writer: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("control writer: cannot write the state of `{control_point}` to {topic}: {source}")]
+    Write {
+        control_point: String,
+        topic: String,
+        source: KafkaError,
+    },
+}
+
+/// Says whether the replay started at a FORWARD epoch has finished on
+/// every source partition of a control point's service.
+pub type ReplayDone = Arc<dyn Fn(&ControlPoint) -> bool + Send + Sync>;
+
+/// What the writer needs.
+pub struct WriterSettings {
+    /// Consumer config with `group.id` = `<app>.control-writer`.
+    pub consumer: ClientConfig,
+    pub producer: FutureProducer,
+    pub commands_topic: String,
+    pub control_topic: String,
+    pub table: ControlTable,
+    /// Publishes `replay-caught-up` commands for the control points this
+    /// writer owns.
+    pub publisher: CommandPublisher,
+    pub replay_done: ReplayDone,
+    pub command_partitions: i32,
+}
+
+/// Runs the writer until shutdown.
+pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(), WriterError> {
+    let (context, mut assignments) = RebalanceContext::new();
+    let consumer: StreamConsumer<RebalanceContext> = s.consumer.create_with_context(context)?;
+    consumer.subscribe(&[&s.commands_topic])?;
+
+    let mut owned: HashSet<i32> = HashSet::new();
+    let mut to_restore: HashSet<i32> = HashSet::new();
+    // The writer's own view of the control points it decides for.
+    let mut current: HashMap<String, (ControlPoint, i64)> = HashMap::new();
+    let mut caught_up_sent: HashMap<String, u64> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            Some(change) = assignments.recv() => match change {
+                Assignment::Assigned(ps) => {
+                    for (_, p) in ps {
+                        owned.insert(p);
+                        to_restore.insert(p);
+                    }
+                    tracing::info!(partitions = ?owned, "control writer owns command partitions");
+                }
+                Assignment::Revoked(ps) => {
+                    for (_, p) in ps {
+                        owned.remove(&p);
+                        to_restore.remove(&p);
+                        current.retain(|cp, _| command_partition(cp, s.command_partitions) != p);
+                    }
+                }
+            },
+            _ = tick.tick() => {
+                // A replay that has finished everywhere ends with a command,
+                // so that it is ordered with the others.
+                for (cp, (state, _)) in &current {
+                    if state.mode == Mode::Forward
+                        && state.replaying
+                        && caught_up_sent.get(cp) != Some(&state.epoch)
+                        && (s.replay_done)(state)
+                    {
+                        let command = s.publisher.command(CommandKind::ReplayCaughtUp, state.epoch);
+                        match s.publisher.publish(cp, &command).await {
+                            Ok(()) => {
+                                caught_up_sent.insert(cp.clone(), state.epoch);
+                            }
+                            Err(e) => tracing::warn!(control_point = %cp, error = %e, "cannot publish replay-caught-up"),
+                        }
+                    }
+                }
+            }
+            message = consumer.recv() => {
+                let m = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control writer consumer");
+                        continue;
+                    }
+                };
+                let (partition, offset) = (m.partition(), m.offset());
+                if to_restore.remove(&partition) {
+                    restore(&consumer, &s).await?;
+                    current.retain(|cp, _| command_partition(cp, s.command_partitions) != partition);
+                }
+                let decoded = m
+                    .payload()
+                    .map(ControlCommand::decode)
+                    .and_then(|r| r.ok())
+                    .and_then(command_from_record);
+                let Some((cp, command)) = decoded else {
+                    tracing::error!(partition, offset, "skipped an undecodable control command");
+                    consumer.store_offset(&s.commands_topic, partition, offset)?;
+                    continue;
+                };
+                let (state, generation) = current
+                    .entry(cp.clone())
+                    .or_insert_with(|| s.table.get_with_generation(&cp).unwrap_or_else(|| (ControlPoint::initial(&cp), -1)));
+                if offset <= *generation {
+                    // Applied before, by this writer or a previous owner.
+                    consumer.store_offset(&s.commands_topic, partition, offset)?;
+                    continue;
+                }
+                let mut next = state.clone();
+                let outcome = next.apply(&command);
+                match &outcome {
+                    Outcome::Applied { designated_trigger } => {
+                        write_state(&s, &next, offset).await?;
+                        tracing::info!(
+                            control_point = %cp,
+                            command = command.kind.name(),
+                            by = %command.by,
+                            mode = %next.mode,
+                            replaying = next.replaying,
+                            epoch = next.epoch,
+                            trigger = designated_trigger.as_deref().unwrap_or(""),
+                            "control point changed"
+                        );
+                        *state = next;
+                        *generation = offset;
+                    }
+                    Outcome::NoOp(why) => tracing::info!(control_point = %cp, command = command.kind.name(), by = %command.by, "{why}"),
+                    Outcome::Refused(why) => tracing::debug!(control_point = %cp, by = %command.by, "{why}"),
+                }
+                consumer.store_offset(&s.commands_topic, partition, offset)?;
+            }
+        }
+    }
+    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+    Ok(())
+}
+
+/// Waits until the table has read the control topic to its current end.
+async fn restore(
+    consumer: &StreamConsumer<RebalanceContext>,
+    s: &WriterSettings,
+) -> Result<(), WriterError> {
+    let topic = s.control_topic.clone();
+    let partitions =
+        crate::kafka::partition_count(consumer, &topic, Duration::from_secs(10))?.unwrap_or(1);
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
+        s.table.wait_position(&topic, p, high).await;
+    }
+    Ok(())
+}
+
+async fn write_state(
+    s: &WriterSettings,
+    state: &ControlPoint,
+    generation: i64,
+) -> Result<(), WriterError> {
+    let payload = state_to_record(state, generation)
+        .encode()
+        .expect("a control state always encodes");
+    let record = FutureRecord::to(&s.control_topic)
+        .key(state.name.as_str())
+        .partition(0)
+        .payload(&payload);
+    s.producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map(|_| ())
+        .map_err(|(source, _)| WriterError::Write {
+            control_point: state.name.clone(),
+            topic: s.control_topic.clone(),
+            source,
+        })
+}

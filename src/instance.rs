@@ -1,0 +1,318 @@
+//! One `sfwd run` instance: the topics, the local store, and the three
+//! tasks (control table reader, control writer, pipeline), supervised
+//! together: when one fails, the others are stopped.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::task::JoinSet;
+
+use crate::bindings::{HttpTarget, KafkaTarget, Target};
+use crate::control::{self, replay_key, CommandPublisher, ControlPoint, ControlTable};
+use crate::kafka::{self, TopicSpec};
+use crate::pipeline::{self, route::Routes};
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::store::RocksStore;
+use crate::topology::{Binding, Topology};
+
+/// How to run an instance.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub topology: Topology,
+    /// Names this instance in records and logs; also names its data directory.
+    pub instance_id: String,
+    /// Where the local store lives.
+    pub data_dir: PathBuf,
+    /// Create missing request topics (with the topology's partition count).
+    pub create_request_topics: bool,
+}
+
+/// The partition counts and names an instance works with.
+struct Topics {
+    command_partitions: i32,
+    stored_partitions: HashMap<String, i32>,
+    /// Partitions of every request topic.
+    request_partitions: HashMap<String, i32>,
+}
+
+/// Runs an instance until `shutdown` fires or a task fails.
+pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<()> {
+    let topology = Arc::new(options.topology.clone());
+    let instance = options.instance_id.clone();
+    let base = kafka::client_config(&topology.kafka);
+    let topics = prepare_topics(&topology, &base, options.create_request_topics).await?;
+
+    let dir = options.data_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let store = RocksStore::open(&dir).with_context(|| {
+        format!(
+            "opening the local store in {} (is another instance using it? give each instance its own --instance-id or --data-dir)",
+            dir.display()
+        )
+    })?;
+    let table = ControlTable::open(
+        Arc::new(store),
+        &topology.control_topic(),
+        &topology.replay_topic(),
+    )?;
+    let producer: FutureProducer = kafka::producer_config(&base)
+        .create()
+        .context("creating the producer")?;
+    let publisher = CommandPublisher::new(
+        producer.clone(),
+        &topology.commands_topic(),
+        topics.command_partitions,
+        &instance,
+    );
+
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    {
+        let config = kafka::reader_config(&base, &instance, "control-table");
+        let (table, stop) = (table.clone(), shutdown.listener());
+        tasks.spawn(async move {
+            (
+                "control table",
+                control::run_reader(config, table, stop)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+    tracing::info!(instance = %instance, "loading the control state");
+    tokio::select! {
+        _ = table.wait_ready() => {}
+        Some(joined) = tasks.join_next() => {
+            let (name, result) = joined.context("task panicked")?;
+            result.with_context(|| format!("{name} stopped before the control state was loaded"))?;
+            bail!("{name} stopped before the control state was loaded");
+        }
+    }
+    for cp in table.all() {
+        tracing::info!(control_point = %cp.name, mode = %cp.mode, epoch = cp.epoch, replaying = cp.replaying, "control point at start");
+    }
+    tracing::info!(instance = %instance, "ready");
+
+    {
+        let replay_done = replay_done_check(&topology, &topics, table.clone());
+        let settings = control::WriterSettings {
+            consumer: kafka::group_consumer_config(
+                &base,
+                &format!("{}.control-writer", topology.application),
+                &instance,
+            ),
+            producer: producer.clone(),
+            commands_topic: topology.commands_topic(),
+            control_topic: topology.control_topic(),
+            table: table.clone(),
+            publisher: publisher.clone(),
+            replay_done,
+            command_partitions: topics.command_partitions,
+        };
+        let stop = shutdown.listener();
+        tasks.spawn(async move {
+            (
+                "control writer",
+                control::run_writer(settings, stop)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+    {
+        let ctx = Arc::new(pipeline::Context {
+            routes: Routes::new(&topology),
+            targets: targets(&topology, &producer)?,
+            table: table.clone(),
+            publisher: publisher.clone(),
+            producer: producer.clone(),
+            instance: instance.clone(),
+            stored_partitions: topics.stored_partitions.clone(),
+            reader_config: kafka::reader_config(&base, &instance, "replay"),
+            topology: topology.clone(),
+        });
+        let config = kafka::group_consumer_config(&base, &topology.application, &instance);
+        let stop = shutdown.listener();
+        tasks.spawn(async move {
+            (
+                "pipeline",
+                pipeline::run_pipeline(ctx, config, stop)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+
+    let mut outcome = Ok(());
+    let mut stopping: Shutdown = shutdown.listener();
+    loop {
+        tokio::select! {
+            _ = stopping.wait(), if !stopping.is_fired() => {
+                tracing::info!("shutting down");
+            }
+            joined = tasks.join_next() => {
+                let Some(joined) = joined else { break };
+                let (name, result) = joined.context("task panicked")?;
+                if let Err(e) = result {
+                    tracing::error!(task = name, error = %format!("{e:#}"), "task failed; stopping the instance");
+                    if outcome.is_ok() {
+                        outcome = Err(e.context(format!("{name} failed")));
+                    }
+                }
+                shutdown.fire();
+            }
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(10));
+    tracing::info!(instance = %instance, "stopped");
+    outcome
+}
+
+/// Creates sfwd's own topics and checks that the request topics exist.
+async fn prepare_topics(
+    topology: &Topology,
+    base: &rdkafka::ClientConfig,
+    create_request_topics: bool,
+) -> anyhow::Result<Topics> {
+    let k = &topology.kafka;
+    let (p, rf) = (k.partitions as i32, i32::from(k.replication_factor));
+    let spec = |name: String, partitions: i32, compacted: bool| TopicSpec {
+        name,
+        partitions,
+        replication_factor: rf,
+        compacted,
+    };
+    let mut specs = vec![
+        spec(topology.failed_topic(), p, false),
+        spec(topology.control_topic(), 1, true),
+        spec(topology.commands_topic(), p, false),
+        spec(topology.replay_topic(), 1, true),
+    ];
+    for (_, sf) in topology.control_points() {
+        specs.push(spec(topology.stored_topic(&sf.control_point), p, false));
+    }
+    if create_request_topics {
+        for t in topology.request_topics() {
+            specs.push(spec(t.to_string(), p, false));
+        }
+    }
+    kafka::ensure_topics(base, &specs)
+        .await
+        .with_context(|| format!("creating sfwd's topics on {}", k.bootstrap))?;
+
+    let mut probe = base.clone();
+    probe.set("group.id", format!("{}.probe", topology.application));
+    let consumer: BaseConsumer = probe.create()?;
+    let count = |topic: &str| -> anyhow::Result<Option<i32>> {
+        // Topic metadata can lag just after creation: look a few times.
+        for _ in 0..20 {
+            if let Some(n) = kafka::partition_count(&consumer, topic, Duration::from_secs(10))? {
+                return Ok(Some(n));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(None)
+    };
+    let mut request_partitions = HashMap::new();
+    let mut missing = Vec::new();
+    for t in topology.request_topics() {
+        match count(t)? {
+            Some(n) => {
+                request_partitions.insert(t.to_string(), n);
+            }
+            None => missing.push(t.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "request topics missing on {}: {}; create them, or start with --create-topics",
+            k.bootstrap,
+            missing.join(", ")
+        );
+    }
+    let command_partitions = count(&topology.commands_topic())?.unwrap_or(p);
+    let mut stored_partitions = HashMap::new();
+    for (_, sf) in topology.control_points() {
+        let n = count(&topology.stored_topic(&sf.control_point))?.unwrap_or(p);
+        stored_partitions.insert(sf.control_point.clone(), n);
+    }
+    Ok(Topics {
+        command_partitions,
+        stored_partitions,
+        request_partitions,
+    })
+}
+
+/// The target of each service, following `service` references.
+fn targets(topology: &Topology, producer: &FutureProducer) -> anyhow::Result<Vec<Target>> {
+    topology
+        .services
+        .iter()
+        .map(|s| {
+            let mut binding = &s.binding;
+            for _ in 0..=topology.services.len() {
+                match binding {
+                    Binding::Service(name) => {
+                        binding = &topology
+                            .service(name)
+                            .with_context(|| {
+                                format!("service `{}` refers to unknown service `{name}`", s.name)
+                            })?
+                            .binding;
+                    }
+                    Binding::Http(h) => {
+                        return Ok(Target::Http(HttpTarget::new(h).with_context(|| {
+                            format!("the http binding of service `{}`", s.name)
+                        })?))
+                    }
+                    Binding::Kafka(k) => {
+                        return Ok(Target::Kafka(KafkaTarget::new(k, producer.clone())))
+                    }
+                }
+            }
+            bail!("service `{}`: references form a cycle", s.name)
+        })
+        .collect()
+}
+
+/// Whether a FORWARD's replay has finished on every source partition of the
+/// control point's service.
+fn replay_done_check(
+    topology: &Topology,
+    topics: &Topics,
+    table: ControlTable,
+) -> control::ReplayDone {
+    let mut partitions: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+    for (service, sf) in topology.control_points() {
+        let mut seen = Vec::new();
+        for (_, op) in service.operations() {
+            if seen.iter().any(|(t, _): &(String, i32)| *t == op.topic) {
+                continue;
+            }
+            for p in 0..topics
+                .request_partitions
+                .get(&op.topic)
+                .copied()
+                .unwrap_or(0)
+            {
+                seen.push((op.topic.clone(), p));
+            }
+        }
+        partitions.insert(sf.control_point.clone(), seen);
+    }
+    Arc::new(move |cp: &ControlPoint| {
+        partitions.get(&cp.name).is_some_and(|ps| {
+            ps.iter().all(|(t, p)| {
+                table
+                    .replay_progress(&replay_key(&cp.name, t, *p))
+                    .done_epoch
+                    >= cp.epoch as i64
+            })
+        })
+    })
+}

@@ -1,0 +1,337 @@
+//! The data path: the consumer group over every request topic, one task per
+//! source partition, processed in order, partitions concurrently.
+//!
+//! The dispatcher owns the consumer: it hands each record to its
+//! partition's [`worker`], pausing a partition whose worker is behind. A
+//! worker stores a source offset only once the record's outputs, and those
+//! of every record before it, are acknowledged; librdkafka commits stored
+//! offsets. When partitions are revoked, their workers finish the record in
+//! hand and stop before the revocation completes, so the next owner starts
+//! after what was finished.
+
+mod outputs;
+mod replay;
+pub mod route;
+mod worker;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::bindings::Target;
+use crate::control::{CommandPublisher, ControlTable};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::store::StoreError;
+use crate::topology::Topology;
+pub use outputs::OutputError;
+use route::Routes;
+
+/// Why the pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Shutdown or revocation interrupted a record; it will be read again.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Everything the workers share.
+pub struct Context {
+    pub topology: Arc<Topology>,
+    pub routes: Routes,
+    /// The target of each service, by service index.
+    pub targets: Vec<Target>,
+    pub table: ControlTable,
+    pub publisher: CommandPublisher,
+    pub producer: FutureProducer,
+    pub instance: String,
+    /// Partition count of each control point's stored topic.
+    pub stored_partitions: HashMap<String, i32>,
+    /// Consumer settings for reading stored topics by `assign()`.
+    pub reader_config: ClientConfig,
+}
+
+impl Context {
+    /// Waits until the local table has read the replay progress topic to its
+    /// current end.
+    async fn wait_replay_table(&self) -> Result<(), PipelineError> {
+        let topic = self.topology.replay_topic();
+        let reader: BaseConsumer = self.reader_config.create()?;
+        let (_, high) = tokio::task::block_in_place(|| {
+            reader.fetch_watermarks(&topic, 0, Duration::from_secs(10))
+        })?;
+        self.table.wait_position(&topic, 0, high).await;
+        Ok(())
+    }
+}
+
+type Partition = (String, i32);
+
+/// A worker's stop switch and its "stopped" flag.
+struct WorkerStop {
+    trigger: ShutdownTrigger,
+    stopped: Arc<(Mutex<bool>, Condvar)>,
+}
+
+/// The consumer context: on revocation, stops the partitions' workers and
+/// waits (bounded) until they have stored what they finished.
+pub struct PipelineContext {
+    workers: Arc<Mutex<HashMap<Partition, WorkerStop>>>,
+    assigned: mpsc::UnboundedSender<Vec<Partition>>,
+}
+
+impl ClientContext for PipelineContext {}
+
+impl ConsumerContext for PipelineContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked: Vec<Partition> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            let stops: Vec<WorkerStop> = {
+                let mut workers = self.workers.lock().unwrap();
+                revoked.iter().filter_map(|p| workers.remove(p)).collect()
+            };
+            for s in &stops {
+                s.trigger.fire();
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            for s in stops {
+                let (lock, cvar) = &*s.stopped;
+                let mut done = lock.lock().unwrap();
+                while !*done {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    done = cvar.wait_timeout(done, left).unwrap().0;
+                }
+            }
+            tracing::info!(partitions = ?revoked, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let assigned: Vec<Partition> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            tracing::info!(partitions = ?assigned, "partitions assigned");
+            let _ = self.assigned.send(assigned);
+        }
+    }
+}
+
+struct Handle {
+    tx: mpsc::Sender<OwnedMessage>,
+    /// Records the worker could not take yet; the partition is paused.
+    overflow: VecDeque<OwnedMessage>,
+}
+
+/// Per-partition queue length before the partition is paused.
+const QUEUE: usize = 256;
+
+/// Runs the pipeline until shutdown. `consumer_config` must have the
+/// application's `group.id`.
+pub async fn run_pipeline(
+    ctx: Arc<Context>,
+    consumer_config: ClientConfig,
+    mut stop: Shutdown,
+) -> Result<(), PipelineError> {
+    let workers: Arc<Mutex<HashMap<Partition, WorkerStop>>> = Arc::default();
+    let (assigned_tx, mut assigned_rx) = mpsc::unbounded_channel();
+    let context = PipelineContext {
+        workers: workers.clone(),
+        assigned: assigned_tx,
+    };
+    let consumer: Arc<StreamConsumer<PipelineContext>> =
+        Arc::new(consumer_config.create_with_context(context)?);
+    let topics = ctx.topology.request_topics();
+    consumer.subscribe(&topics)?;
+    tracing::info!(topics = ?topics, "consuming requests");
+
+    let mut handles: HashMap<Partition, Handle> = HashMap::new();
+    let mut paused: HashSet<Partition> = HashSet::new();
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(Partition, PipelineError)>();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let spawn = |p: &Partition, handles: &mut HashMap<Partition, Handle>| {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (trigger, listener) = shutdown::channel();
+        let stopped = Arc::new((Mutex::new(false), Condvar::new()));
+        workers.lock().unwrap().insert(
+            p.clone(),
+            WorkerStop {
+                trigger,
+                stopped: stopped.clone(),
+            },
+        );
+        let cps: Vec<String> = ctx
+            .topology
+            .services
+            .iter()
+            .filter(|s| s.operations().any(|(_, o)| o.topic == p.0))
+            .filter_map(|s| {
+                s.store_and_forward
+                    .as_ref()
+                    .map(|sf| sf.control_point.clone())
+            })
+            .collect();
+        let worker = worker::Worker {
+            ctx: ctx.clone(),
+            topic: p.0.clone(),
+            partition: p.1,
+            window: outputs::OutputWindow::new(consumer.clone(), ctx.producer.clone(), &p.0, p.1),
+            needs_replay: cps.iter().cloned().collect(),
+            control_points: cps,
+            stop: listener,
+        };
+        let failed = failed_tx.clone();
+        let partition = p.clone();
+        tokio::spawn(async move {
+            let result = worker.run(rx).await;
+            {
+                let (lock, cvar) = &*stopped;
+                *lock.lock().unwrap() = true;
+                cvar.notify_all();
+            }
+            match result {
+                Ok(()) | Err(PipelineError::Stopped) => {}
+                Err(e) => {
+                    let _ = failed.send((partition, e));
+                }
+            }
+        });
+        handles.insert(
+            p.clone(),
+            Handle {
+                tx,
+                overflow: VecDeque::new(),
+            },
+        );
+    };
+
+    let result = loop {
+        tokio::select! {
+            _ = stop.wait() => break Ok(()),
+            Some((p, e)) = failed_rx.recv() => {
+                tracing::error!(topic = %p.0, partition = p.1, error = %e, "a partition stopped; stopping so that nothing is lost");
+                break Err(e);
+            }
+            Some(assigned) = assigned_rx.recv() => {
+                // Start the workers now, so that a partition without new
+                // records still replays its stored requests.
+                for p in assigned {
+                    let live = workers.lock().unwrap().contains_key(&p);
+                    if !live {
+                        handles.remove(&p);
+                        spawn(&p, &mut handles);
+                    }
+                }
+            }
+            _ = tick.tick(), if !paused.is_empty() => {
+                let mut resume = TopicPartitionList::new();
+                for p in paused.clone() {
+                    let Some(h) = handles.get_mut(&p) else {
+                        paused.remove(&p);
+                        continue;
+                    };
+                    while let Some(m) = h.overflow.pop_front() {
+                        match h.tx.try_send(m) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(m)) => {
+                                h.overflow.push_front(m);
+                                break;
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                h.overflow.clear();
+                            }
+                        }
+                    }
+                    if h.overflow.is_empty() {
+                        paused.remove(&p);
+                        resume.add_partition(&p.0, p.1);
+                    }
+                }
+                if resume.count() > 0 {
+                    if let Err(e) = consumer.resume(&resume) {
+                        tracing::debug!(error = %e, "resume");
+                    }
+                }
+            }
+            message = consumer.recv() => {
+                let m = match message {
+                    Ok(m) => m.detach(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "request consumer");
+                        continue;
+                    }
+                };
+                let p = (m.topic().to_string(), m.partition());
+                let live = workers.lock().unwrap().contains_key(&p);
+                if !live {
+                    handles.remove(&p);
+                    spawn(&p, &mut handles);
+                }
+                let h = handles.get_mut(&p).expect("spawned");
+                if !h.overflow.is_empty() {
+                    h.overflow.push_back(m);
+                    continue;
+                }
+                match h.tx.try_send(m) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(m)) => {
+                        h.overflow.push_back(m);
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition(&p.0, p.1);
+                        if let Err(e) = consumer.pause(&tpl) {
+                            tracing::debug!(error = %e, "pause");
+                        }
+                        paused.insert(p);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+    };
+
+    // Stop every worker, let each store what it finished, commit, leave.
+    let stops: Vec<WorkerStop> = workers.lock().unwrap().drain().map(|(_, s)| s).collect();
+    for s in &stops {
+        s.trigger.fire();
+    }
+    drop(handles);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for s in stops {
+        loop {
+            if *s.stopped.0.lock().unwrap() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %e, "final commit");
+    }
+    consumer.unsubscribe();
+    result
+}

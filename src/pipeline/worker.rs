@@ -1,0 +1,494 @@
+//! One source partition, processed in order (SPEC §6): decode and check,
+//! then store, answer, or invoke; on a matching failure, trigger and wait
+//! for the single decision.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use tokio::sync::mpsc;
+
+use super::outputs::{Output, OutputWindow};
+use super::route::{header_value, request_id, OpRoute};
+use super::{Context, PipelineContext, PipelineError};
+use crate::bindings::failure::chain_for;
+use crate::bindings::{invoke, Request, Response};
+use crate::control::{replay_key, CommandKind, ControlPoint, Mode, Trigger};
+use crate::records::{
+    AvroRecord, FailedEvent, FailureReason, Header, SourcePosition, StoredRequest,
+};
+use crate::rules::{ExceptionChain, MatchReport};
+use crate::shutdown::Shutdown;
+use crate::topology::{Service, REPLY_TO_HEADER, REQUEST_ID_HEADER};
+
+/// What the single writer decided about a trigger this partition sent.
+pub(super) enum Decision {
+    /// This request activated the store: it goes to the failed events.
+    Designated,
+    /// Another request won, or the control point was already storing.
+    Store,
+    /// The control point is forwarding again: invoke once more.
+    Retry,
+}
+
+pub(super) struct Worker {
+    pub(super) ctx: Arc<Context>,
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) window: OutputWindow<PipelineContext>,
+    /// Control points of the services that read this topic.
+    pub(super) control_points: Vec<String>,
+    /// Control points for which this partition may have stored requests
+    /// not yet replayed.
+    pub(super) needs_replay: HashSet<String>,
+    pub(super) stop: Shutdown,
+}
+
+impl Worker {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<OwnedMessage>,
+    ) -> Result<(), PipelineError> {
+        // Start from the latest replay progress any previous owner wrote.
+        self.ctx.wait_replay_table().await?;
+        let mut changes = self.ctx.table.subscribe();
+        loop {
+            for cp in self.control_points.clone() {
+                if self.stop.is_fired() {
+                    break;
+                }
+                if self.replay_due(&cp) {
+                    self.replay(&cp).await?;
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = self.stop.wait() => break,
+                _ = changes.changed() => {}
+                message = rx.recv() => match message {
+                    Some(m) => self.process(m).await?,
+                    None => break,
+                },
+            }
+        }
+        self.window.drain().await?;
+        Ok(())
+    }
+
+    fn replay_due(&self, cp: &str) -> bool {
+        let state = self.ctx.table.get(cp);
+        if state.mode != Mode::Forward {
+            return false;
+        }
+        if self.needs_replay.contains(cp) {
+            return true;
+        }
+        state.replaying
+            && self
+                .ctx
+                .table
+                .replay_progress(&replay_key(cp, &self.topic, self.partition))
+                .done_epoch
+                < state.epoch as i64
+    }
+
+    async fn process(&mut self, m: OwnedMessage) -> Result<(), PipelineError> {
+        let offset = m.offset();
+        let headers = owned_headers(&m);
+        let request_id = request_id(&headers, &self.topic, self.partition, offset);
+        let key = m.key().map(<[u8]>::to_vec);
+        let value = m.payload().map(<[u8]>::to_vec);
+        let source = SourcePosition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+        };
+        let ctx = self.ctx.clone();
+        let route = match ctx
+            .routes
+            .route(&self.topic, key.as_deref(), value.as_deref(), &headers)
+        {
+            Ok(r) => r,
+            Err(rejection) => {
+                tracing::info!(topic = %self.topic, partition = self.partition, offset, reason = rejection.reason.as_str(), detail = %rejection.detail, "bad input sent to the failed events");
+                let request = Request {
+                    request_id,
+                    service: String::new(),
+                    interface: String::new(),
+                    operation: String::new(),
+                    key,
+                    value,
+                    headers,
+                };
+                let event = self.failed_event(
+                    &request,
+                    None,
+                    rejection.reason,
+                    rejection.detail,
+                    source,
+                    ExceptionChain::default(),
+                    None,
+                    0,
+                );
+                let out = self.failed_output(&event);
+                return Ok(self.window.push(offset, Some(out)).await?);
+            }
+        };
+        let service = &ctx.topology.services[route.service];
+        let request = Request {
+            request_id: request_id.clone(),
+            service: service.name.clone(),
+            interface: route.interface.clone(),
+            operation: route.operation.clone(),
+            key,
+            value,
+            headers,
+        };
+        let Some(sf) = &service.store_and_forward else {
+            return self
+                .forward_plain(offset, route, service, request, source)
+                .await;
+        };
+        let cp = sf.control_point.clone();
+        let progress = ctx
+            .table
+            .replay_progress(&replay_key(&cp, &self.topic, self.partition));
+        if offset <= progress.max_source_offset {
+            // Already delivered (or failed) from the stored topic.
+            return Ok(self.window.push(offset, None).await?);
+        }
+        loop {
+            let state = ctx.table.get(&cp);
+            if state.is_storing() {
+                if route.sync {
+                    let reply = self.reply(
+                        &request,
+                        Err(format!(
+                            "control point `{cp}` is storing: the service is unavailable"
+                        )),
+                    );
+                    return Ok(self.window.push(offset, reply).await?);
+                }
+                return self.store(offset, &cp, &state, request, source).await;
+            }
+            let invocation = invoke(&ctx.targets[route.service], service.retry, &request).await;
+            let failure = match invocation.result {
+                Ok(response) => {
+                    let reply = if route.sync {
+                        self.reply(&request, Ok(response))
+                    } else {
+                        None
+                    };
+                    return Ok(self.window.push(offset, reply).await?);
+                }
+                Err(f) => f,
+            };
+            let chain = chain_for(&failure);
+            if route.sync {
+                // Sync failures are answered and never trigger the store.
+                let reply = self.reply(&request, Err(chain.to_string()));
+                return Ok(self.window.push(offset, reply).await?);
+            }
+            let Some(report) = sf.rules.first_match(
+                &ctx.topology.types,
+                &route.interface,
+                &route.operation,
+                &chain,
+            ) else {
+                let event = self.failed_event(
+                    &request,
+                    Some(&cp),
+                    FailureReason::InvocationFailed,
+                    format!(
+                        "invocation of {} failed and no rule matched",
+                        ctx.targets[route.service].describe()
+                    ),
+                    source,
+                    chain,
+                    None,
+                    invocation.attempts,
+                );
+                let out = self.failed_output(&event);
+                return Ok(self.window.push(offset, Some(out)).await?);
+            };
+            match self.trigger(&cp, &state, &request, &chain, &report).await? {
+                Decision::Designated => {
+                    let event = self.failed_event(
+                        &request,
+                        Some(&cp),
+                        FailureReason::StoreTrigger,
+                        format!("this request's failure activated the store of `{cp}`: {report}"),
+                        source,
+                        chain,
+                        Some(report.rule.clone()),
+                        invocation.attempts,
+                    );
+                    let out = self.failed_output(&event);
+                    return Ok(self.window.push(offset, Some(out)).await?);
+                }
+                Decision::Store => {
+                    let now = ctx.table.get(&cp);
+                    return self.store(offset, &cp, &now, request, source).await;
+                }
+                Decision::Retry => continue,
+            }
+        }
+    }
+
+    /// A service without store and forward: invoke; failures go to the
+    /// failed events.
+    async fn forward_plain(
+        &mut self,
+        offset: i64,
+        route: &OpRoute,
+        service: &Service,
+        request: Request,
+        source: SourcePosition,
+    ) -> Result<(), PipelineError> {
+        let ctx = self.ctx.clone();
+        let invocation = invoke(&ctx.targets[route.service], service.retry, &request).await;
+        let output = match invocation.result {
+            Ok(response) if route.sync => self.reply(&request, Ok(response)),
+            Ok(_) => None,
+            Err(f) if route.sync => self.reply(&request, Err(chain_for(&f).to_string())),
+            Err(f) => {
+                let event = self.failed_event(
+                    &request,
+                    None,
+                    FailureReason::InvocationFailed,
+                    format!(
+                        "invocation of {} failed",
+                        ctx.targets[route.service].describe()
+                    ),
+                    source,
+                    chain_for(&f),
+                    None,
+                    invocation.attempts,
+                );
+                Some(self.failed_output(&event))
+            }
+        };
+        Ok(self.window.push(offset, output).await?)
+    }
+
+    /// Publishes a trigger and waits for the writer's decision.
+    pub(super) async fn trigger(
+        &mut self,
+        cp: &str,
+        observed: &ControlPoint,
+        request: &Request,
+        chain: &ExceptionChain,
+        report: &MatchReport,
+    ) -> Result<Decision, PipelineError> {
+        let ctx = self.ctx.clone();
+        let command = ctx.publisher.command(
+            CommandKind::Trigger(Trigger {
+                request_id: request.request_id.clone(),
+                service: request.service.clone(),
+                interface: request.interface.clone(),
+                operation: request.operation.clone(),
+                chain: chain.clone(),
+                rule: report.rule.clone(),
+                instance: ctx.instance.clone(),
+            }),
+            observed.epoch,
+        );
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = ctx.publisher.publish(cp, &command).await {
+            tracing::warn!(control_point = cp, error = %e, "cannot publish a trigger; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.stop.wait() => return Err(PipelineError::Stopped),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        tracing::info!(control_point = cp, request_id = %request.request_id, epoch = observed.epoch, %report, "trigger sent");
+        let mut changes = ctx.table.subscribe();
+        let started = std::time::Instant::now();
+        loop {
+            let now = ctx.table.get(cp);
+            if now.epoch > observed.epoch {
+                let designated = now.trigger.as_ref().is_some_and(|t| {
+                    t.request_id == request.request_id && t.instance == ctx.instance
+                });
+                return Ok(if designated {
+                    Decision::Designated
+                } else if now.mode == Mode::Store {
+                    Decision::Store
+                } else {
+                    Decision::Retry
+                });
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = self.stop.wait() => return Err(PipelineError::Stopped),
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    tracing::warn!(control_point = cp, waited_s = started.elapsed().as_secs(), "still waiting for the control writer's decision on a trigger");
+                }
+            }
+        }
+    }
+
+    async fn store(
+        &mut self,
+        offset: i64,
+        cp: &str,
+        state: &ControlPoint,
+        request: Request,
+        source: SourcePosition,
+    ) -> Result<(), PipelineError> {
+        let output = self.stored_output(cp, state, request, source);
+        self.needs_replay.insert(cp.to_string());
+        Ok(self.window.push(offset, Some(output)).await?)
+    }
+
+    fn stored_output(
+        &self,
+        cp: &str,
+        state: &ControlPoint,
+        request: Request,
+        source: SourcePosition,
+    ) -> Output {
+        let ctx = &self.ctx;
+        let record = StoredRequest {
+            request_id: request.request_id.clone(),
+            control_point: cp.to_string(),
+            service: request.service,
+            interface: request.interface,
+            operation: request.operation,
+            source,
+            key: request.key.clone(),
+            value: request.value,
+            headers: request
+                .headers
+                .into_iter()
+                .map(|(key, value)| Header { key, value })
+                .collect(),
+            stored_at: crate::clock::now_ms(),
+            epoch: state.epoch as i64,
+            trigger: state
+                .trigger
+                .as_ref()
+                .map(crate::control::trigger_to_record),
+            instance: ctx.instance.clone(),
+        };
+        let partitions = ctx.stored_partitions.get(cp).copied().unwrap_or(1).max(1);
+        Output {
+            topic: ctx.topology.stored_topic(cp),
+            partition: Some(self.partition % partitions),
+            key: request.key,
+            payload: record.encode().expect("a stored request always encodes"),
+            headers: vec![(
+                REQUEST_ID_HEADER.to_string(),
+                Some(request.request_id.into_bytes()),
+            )],
+        }
+    }
+
+    /// The failed-events record of `request`. `cp` is its control point, if
+    /// it got as far as having one; a request refused as bad input has an
+    /// empty service.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn failed_event(
+        &self,
+        request: &Request,
+        cp: Option<&str>,
+        reason: FailureReason,
+        detail: String,
+        source: SourcePosition,
+        chain: ExceptionChain,
+        rule: Option<String>,
+        attempts: u32,
+    ) -> FailedEvent {
+        let known = |s: &String| (!request.service.is_empty()).then(|| s.clone());
+        FailedEvent {
+            request_id: request.request_id.clone(),
+            reason,
+            detail,
+            control_point: cp.map(str::to_string),
+            service: known(&request.service),
+            interface: known(&request.interface),
+            operation: known(&request.operation),
+            source,
+            key: request.key.clone(),
+            value: request.value.clone(),
+            headers: request
+                .headers
+                .iter()
+                .map(|(key, value)| Header {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            chain,
+            rule,
+            instance: self.ctx.instance.clone(),
+            failed_at: crate::clock::now_ms(),
+            attempts: attempts as i32,
+            epoch: cp.map(|cp| self.ctx.table.get(cp).epoch as i64),
+        }
+    }
+
+    /// The failed-events record, keyed by request id so that copies written
+    /// twice collapse.
+    pub(super) fn failed_output(&self, event: &FailedEvent) -> Output {
+        Output {
+            topic: self.ctx.topology.failed_topic(),
+            partition: None,
+            key: Some(event.request_id.clone().into_bytes()),
+            payload: event.encode().expect("a failed event always encodes"),
+            headers: vec![
+                (
+                    REQUEST_ID_HEADER.to_string(),
+                    Some(event.request_id.clone().into_bytes()),
+                ),
+                (
+                    "sfwd-reason".to_string(),
+                    Some(event.reason.as_str().as_bytes().to_vec()),
+                ),
+            ],
+        }
+    }
+
+    /// The answer to a sync request, on the topic its header names.
+    fn reply(&self, request: &Request, result: Result<Response, String>) -> Option<Output> {
+        let topic = header_value(&request.headers, REPLY_TO_HEADER)
+            .and_then(|t| std::str::from_utf8(t).ok())?
+            .to_string();
+        let (status, payload) = match result {
+            Ok(r) => ("ok", r.body),
+            Err(message) => (
+                "error",
+                serde_json::to_vec(
+                    &serde_json::json!({ "request_id": request.request_id, "error": message }),
+                )
+                .expect("json"),
+            ),
+        };
+        Some(Output {
+            topic,
+            partition: None,
+            key: request.key.clone(),
+            payload,
+            headers: vec![
+                (
+                    REQUEST_ID_HEADER.to_string(),
+                    Some(request.request_id.clone().into_bytes()),
+                ),
+                ("sfwd-status".to_string(), Some(status.as_bytes().to_vec())),
+            ],
+        })
+    }
+}
+
+/// The record's headers as owned pairs, in order, duplicates kept.
+pub(super) fn owned_headers(m: &OwnedMessage) -> Vec<(String, Option<Vec<u8>>)> {
+    m.headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,157 @@
+//! Running `sfwd run` processes from tests, and following their logs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One `sfwd run` child process with JSON logs.
+pub struct Sfwd {
+    pub instance: String,
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    /// Every log line seen so far.
+    pub seen: Vec<Value>,
+}
+
+impl Sfwd {
+    /// Starts an instance of `topology` with its own data directory under `dir`.
+    pub fn start(topology: &Path, instance: &str, dir: &Path) -> Sfwd {
+        let data_dir: PathBuf = dir.join(instance);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sfwd"))
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--create-topics",
+                "--topology",
+            ])
+            .arg(topology)
+            .args(["--instance-id", instance, "--data-dir"])
+            .arg(&data_dir)
+            .env("SFWD_BOOTSTRAP", super::bootstrap())
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sfwd run");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let name = instance.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if std::env::var_os("SFWD_TEST_LOGS").is_some() {
+                            eprintln!("[{name}] {line}");
+                        }
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => eprintln!("[{name}] {line}"),
+                }
+            }
+        });
+        Sfwd {
+            instance: instance.to_string(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line matching `pred`, among those not yet seen by a
+    /// previous wait as well as new ones. Panics after `timeout`.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "instance {}: no log line for `{what}` within {timeout:?}; exited: {:?}",
+                    self.instance,
+                    self.child.try_wait()
+                ),
+            }
+        }
+    }
+
+    /// Waits until the instance has loaded the control state.
+    pub fn wait_ready(&mut self) {
+        self.wait_for("ready", Duration::from_secs(60), |v| message(v) == "ready");
+    }
+
+    /// Waits until the instance has partitions of the request topics.
+    pub fn wait_assigned(&mut self) {
+        self.wait_for("partitions assigned", Duration::from_secs(60), |v| {
+            message(v) == "partitions assigned"
+        });
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_sigterm(self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "instance {} did not stop within 30s of SIGTERM",
+                    self.instance
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sfwd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// The `message` field of a JSON log line.
+pub fn message(v: &Value) -> &str {
+    v.get("message").and_then(Value::as_str).unwrap_or("")
+}
+
+/// A string field of a JSON log line.
+pub fn field<'v>(v: &'v Value, name: &str) -> &'v str {
+    v.get(name).and_then(Value::as_str).unwrap_or("")
+}
