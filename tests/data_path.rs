@@ -119,3 +119,149 @@ services:
         Some("I.op")
     );
 }
+
+use sfwd::control::{CommandKind, CommandPublisher};
+use sfwd::records::{AvroRecord, FailedEvent, FailureReason, StoredRequest};
+use sfwd::target_sim::{Mode, TargetSim};
+
+/// A service over HTTP to a simulated target, with two interfaces on two
+/// topics of 3 partitions, and store and forward on the default rule.
+fn http_app(prefix: &str, sim: &TargetSim, extra_ops: &str) -> App {
+    let url = sim.url("/eis");
+    let extra = extra_ops.to_string();
+    App::new(prefix, move |name| {
+        format!(
+            r#"
+application: {name}
+kafka: {{ bootstrap: "unused:9092", partitions: 3 }}
+services:
+  eis:
+    binding:
+      http: {{ url: "{url}", timeout: 2s }}
+      interaction: async
+    store_and_forward:
+      control_point: Eis
+    interfaces:
+      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
+      Update:
+        operations:
+          put: {{ topic: {name}.put }}
+{extra}
+"#
+        )
+    })
+}
+
+async fn read_async(topic: String, min: usize, secs: u64) -> Vec<rdkafka::message::OwnedMessage> {
+    tokio::task::spawn_blocking(move || common::read_topic(&topic, min, Duration::from_secs(secs)))
+        .await
+        .unwrap()
+}
+
+fn decode_failed(messages: &[rdkafka::message::OwnedMessage]) -> Vec<FailedEvent> {
+    messages
+        .iter()
+        .map(|m| FailedEvent::decode(m.payload().unwrap()).expect("failed event"))
+        .collect()
+}
+
+fn decode_stored(messages: &[rdkafka::message::OwnedMessage]) -> Vec<StoredRequest> {
+    messages
+        .iter()
+        .map(|m| StoredRequest::decode(m.payload().unwrap()).expect("stored request"))
+        .collect()
+}
+
+/// Produces `n` requests spread over both topics and their partitions;
+/// returns their positional ids in production order.
+async fn produce_requests(app: &App, from: usize, n: usize) -> Vec<String> {
+    let producer = common::producer();
+    let mut ids = Vec::new();
+    for i in from..from + n {
+        let topic = if i % 2 == 0 { app.topic("get") } else { app.topic("put") };
+        let key = format!("emp-{i}");
+        let value = format!("{{\"n\":{i}}}");
+        let (p, o) = common::produce(&producer, &topic, Some((i / 2 % 3) as i32), Some(key.as_bytes()), Some(value.as_bytes()), &[("trace", b"t-1"), ("trace", b"t-2")]).await;
+        ids.push(format!("{topic}/{p}/{o}"));
+    }
+    ids
+}
+
+async fn operator(app: &App, cp: &str, kind: CommandKind) {
+    let producer: rdkafka::producer::FutureProducer = common::client_config().create().unwrap();
+    let publisher = CommandPublisher::new(producer, &app.topic("control-commands"), 3, "operator:test");
+    let command = publisher.command(kind, 0);
+    publisher.publish(cp, &command).await.expect("publish operator command");
+}
+
+/// For every source partition, the offsets the target received, in order.
+fn received_by_partition(sim: &TargetSim) -> HashMap<String, Vec<i64>> {
+    let ids: Vec<String> = sim.received_ids().into_iter().map(|id| id.expect("request id header")).collect();
+    by_partition(&ids)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let app = http_app("outage", &sim, "");
+    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    let mut a = app.start("a");
+    a.wait_assigned();
+
+    // Pass-through while the target is up.
+    let first = produce_requests(&app, 0, 30).await;
+    sim.wait_for(30, Duration::from_secs(60)).await.expect("30 delivered");
+
+    // The target goes down: one trigger, the rest stored, target left alone.
+    sim.set_mode(Mode::Unavailable);
+    let second = produce_requests(&app, 30, 30).await;
+    let failed = decode_failed(&read_async(app.topic("failed"), 1, 60).await);
+    let stored_messages = read_async(app.topic("stored.Eis"), 29, 60).await;
+    let stored = decode_stored(&stored_messages);
+    assert_eq!(failed.len(), 1, "exactly one failed event: {failed:?}");
+    let trigger = &failed[0];
+    assert_eq!(trigger.reason, FailureReason::StoreTrigger);
+    assert_eq!(trigger.control_point.as_deref(), Some("Eis"));
+    assert_eq!(trigger.chain.top_level().unwrap().type_name, "ServiceUnavailableException");
+    assert!(trigger.rule.as_deref().unwrap().starts_with("ServiceUnavailableException"));
+    assert!(second.contains(&trigger.request_id), "the trigger is one of the requests sent while down");
+    assert_eq!(stored.len(), 29, "every other request stored");
+    let mut stored_ids: Vec<&str> = stored.iter().map(|s| s.request_id.as_str()).collect();
+    stored_ids.sort();
+    let mut expected: Vec<&str> = second.iter().map(String::as_str).filter(|id| *id != trigger.request_id).collect();
+    expected.sort();
+    assert_eq!(stored_ids, expected);
+    // Both operations of the service were stored, key/value/headers intact.
+    assert!(stored.iter().any(|s| s.operation == "get") && stored.iter().any(|s| s.operation == "put"));
+    let s = stored.iter().find(|s| s.request_id == expected[0]).unwrap();
+    let n: usize = s.value.as_deref().map(|v| String::from_utf8_lossy(v).trim_start_matches("{\"n\":").trim_end_matches('}').parse().unwrap()).unwrap();
+    assert_eq!(s.key.as_deref(), Some(format!("emp-{n}").as_bytes()));
+    let headers: Vec<(&str, &[u8])> = s.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref().unwrap())).collect();
+    assert_eq!(headers, vec![("trace", &b"t-1"[..]), ("trace", &b"t-2"[..])]);
+    // While storing, the target is not called.
+    let attempts = sim.attempts();
+    let third = produce_requests(&app, 60, 12).await;
+    let stored = decode_stored(&read_async(app.topic("stored.Eis"), 29 + 12, 60).await);
+    assert_eq!(stored.len(), 41);
+    assert_eq!(sim.attempts(), attempts, "no call to the target while storing");
+
+    // Forward: the backlog is replayed in order, then new requests flow.
+    sim.set_mode(Mode::Up);
+    operator(&app, "Eis", CommandKind::Forward).await;
+    let fourth = produce_requests(&app, 72, 12).await;
+    sim.wait_for(30 + 41 + 12, Duration::from_secs(60)).await.expect("backlog and new requests delivered");
+    let received = received_by_partition(&sim);
+    let mut all: Vec<String> = first.iter().chain(&second).chain(&third).chain(&fourth).filter(|id| **id != trigger.request_id).cloned().collect();
+    all.sort();
+    let expected = by_partition(&all);
+    for (partition, offsets) in &expected {
+        let mut want = offsets.clone();
+        want.sort();
+        assert_eq!(received.get(partition), Some(&want), "order and completeness for {partition}");
+    }
+    assert!(sim.duplicates().is_empty(), "nothing delivered twice: {:?}", sim.duplicates());
+    // The control point finished replaying.
+    a.wait_for("replay caught up", Duration::from_secs(30), |v| {
+        common::process::message(v) == "control point changed" && common::process::field(v, "command") == "replay-caught-up"
+    });
+}
