@@ -11,9 +11,9 @@ mod http;
 mod kafka;
 mod retry;
 
-pub use http::HttpTarget;
+pub use http::{HttpBindingError, HttpTarget, KEY_HEADER};
 pub use kafka::KafkaTarget;
-pub use retry::{invoke, Invocation};
+pub use retry::{invoke, Invocation, MAX_BACKOFF};
 
 use failure::Failure;
 
