@@ -35,6 +35,11 @@ pub struct ReplayProgress {
     pub max_source_offset: i64,
     /// The FORWARD epoch whose replay this partition has finished (-1: none).
     pub done_epoch: i64,
+    /// A replay was under way when this was written; if it is still set when
+    /// a replay starts, the last one was interrupted, and the first records
+    /// it re-delivers may have reached the target already.
+    #[serde(default)]
+    pub open: bool,
 }
 
 impl Default for ReplayProgress {
@@ -43,6 +48,7 @@ impl Default for ReplayProgress {
             next_offset: 0,
             max_source_offset: -1,
             done_epoch: -1,
+            open: false,
         }
     }
 }

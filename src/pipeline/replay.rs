@@ -30,8 +30,13 @@ use crate::bindings::{invoke, Request};
 use crate::control::{replay_key, Mode, ReplayProgress};
 use crate::records::{AvroRecord, FailureReason, StoredRequest};
 
-/// Write progress at least this often during a long replay.
-const PROGRESS_EVERY: usize = 200;
+/// Progress writes in flight during a replay. A replay interrupted by a
+/// crash re-delivers at most this many requests that may have reached the
+/// target already; they carry the header `sfwd-redelivery: possible`.
+pub const PROGRESS_WINDOW: usize = 8;
+
+/// Header on a replayed request that may have been delivered before.
+pub const REDELIVERY_HEADER: &str = "sfwd-redelivery";
 
 enum Step {
     /// Delivered, or failed without a match: go on.
@@ -49,6 +54,7 @@ impl Worker {
         }
         let key = replay_key(cp, &self.topic, self.partition);
         let mut progress = ctx.table.replay_progress(&key);
+        let before = progress;
         let stored_topic = ctx.topology.stored_topic(cp);
         let stored_partition =
             self.partition % ctx.stored_partitions.get(cp).copied().unwrap_or(1).max(1);
@@ -59,12 +65,16 @@ impl Worker {
         let mut next = progress.next_offset.max(low);
         let mut stopped = false;
         let mut delivered = 0usize;
+        let mut in_flight = std::collections::VecDeque::new();
         if next < high {
             tracing::info!(control_point = cp, topic = %self.topic, partition = self.partition, from = next, to = high, "replaying stored requests");
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&stored_topic, stored_partition, Offset::Offset(next))?;
             reader.assign(&tpl)?;
-            let mut since_write = 0usize;
+            // The last replay stopped without finishing: the first records
+            // may have been delivered before its progress was written.
+            let mut possible_redeliveries = if progress.open { PROGRESS_WINDOW } else { 0 };
+            progress.open = true;
             while next < high {
                 let m = tokio::select! {
                     m = reader.recv() => m,
@@ -100,7 +110,9 @@ impl Worker {
                     break;
                 }
                 let source_offset = record.source.offset;
-                match self.replay_one(cp, record, offset).await? {
+                let redelivery = possible_redeliveries > 0;
+                possible_redeliveries = possible_redeliveries.saturating_sub(1);
+                match self.replay_one(cp, record, offset, redelivery).await? {
                     Step::Next => {
                         progress.max_source_offset = source_offset;
                         delivered += 1;
@@ -114,12 +126,8 @@ impl Worker {
                         break;
                     }
                 }
-                since_write += 1;
-                if since_write >= PROGRESS_EVERY {
-                    progress.next_offset = next;
-                    self.write_progress(&key, progress).await?;
-                    since_write = 0;
-                }
+                progress.next_offset = next;
+                self.send_progress(&key, progress, &mut in_flight).await?;
             }
         }
         if self.stop.is_fired() && next < high {
@@ -128,9 +136,15 @@ impl Worker {
         progress.next_offset = next;
         if !stopped {
             progress.done_epoch = start_state.epoch as i64;
+            progress.open = false;
             self.needs_replay.remove(cp);
         }
-        self.write_progress(&key, progress).await?;
+        if progress != before {
+            self.send_progress(&key, progress, &mut in_flight).await?;
+        }
+        while let Some(d) = in_flight.pop_front() {
+            wait_progress(d).await?;
+        }
         if delivered > 0 || stopped {
             tracing::info!(control_point = cp, topic = %self.topic, partition = self.partition, delivered, stopped, "replay ended");
         }
@@ -145,6 +159,7 @@ impl Worker {
         cp: &str,
         record: StoredRequest,
         offset: i64,
+        redelivery: bool,
     ) -> Result<Step, PipelineError> {
         let ctx = self.ctx.clone();
         let Some(service_index) = ctx
@@ -182,6 +197,7 @@ impl Worker {
                 .headers
                 .iter()
                 .map(|h| (h.key.clone(), h.value.clone()))
+                .chain(redelivery.then(|| (REDELIVERY_HEADER.to_string(), Some(b"possible".to_vec()))))
                 .collect(),
         };
         loop {
@@ -274,23 +290,43 @@ impl Worker {
         Ok(Step::Next)
     }
 
-    async fn write_progress(
+    /// Sends a progress record, keeping at most [`PROGRESS_WINDOW`] in flight.
+    async fn send_progress(
         &mut self,
         key: &str,
         progress: ReplayProgress,
+        in_flight: &mut std::collections::VecDeque<rdkafka::producer::DeliveryFuture>,
     ) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
         let payload = serde_json::to_vec(&progress).expect("plain struct");
         let topic = ctx.topology.replay_topic();
-        let record = FutureRecord::to(&topic)
-            .key(key)
-            .partition(0)
-            .payload(&payload);
-        ctx.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| PipelineError::Kafka(e))?;
+        loop {
+            let record = FutureRecord::to(&topic).key(key).partition(0).payload(&payload);
+            match ctx.producer.send_result(record) {
+                Ok(d) => {
+                    in_flight.push_back(d);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => match in_flight.pop_front() {
+                    Some(d) => wait_progress(d).await?,
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                },
+                Err((e, _)) => return Err(PipelineError::Kafka(e)),
+            }
+        }
+        while in_flight.len() > PROGRESS_WINDOW {
+            let d = in_flight.pop_front().expect("non-empty");
+            wait_progress(d).await?;
+        }
         ctx.table.apply_replay(key, progress)?;
         Ok(())
+    }
+}
+
+async fn wait_progress(d: rdkafka::producer::DeliveryFuture) -> Result<(), PipelineError> {
+    match d.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(PipelineError::Kafka(e)),
+        Err(_) => Err(PipelineError::Kafka(KafkaError::Canceled)),
     }
 }

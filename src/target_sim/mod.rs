@@ -24,8 +24,9 @@
 //! A request answered `2xx` is recorded as a [`Received`] (its `sfwd-*`
 //! headers and at most 1 KiB of its body), in the order the answers are
 //! given. A mode applies to requests that arrive after it is set; a `slow`
-//! request keeps the delay it arrived with. A request that races with the
-//! switch to `refuse` on an already open connection is answered `503` with
+//! request keeps the delay it arrived with. Connections already open when
+//! `refuse` begins are closed as soon as they are idle; a request that
+//! races with the switch on one of them is answered `503` with
 //! `Connection: close`.
 //!
 //! # Control endpoints
@@ -167,7 +168,8 @@ impl TargetSim {
                 attempts: AtomicU64::new(0),
             }),
         };
-        info!(%addr, control = ?control_addr, mode = %options.mode, "target-sim started");
+        let shown = control_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
+        info!(%addr, control = %shown, mode = %options.mode, "target-sim started");
         tokio::spawn(server::supervise(sim.clone(), listener, control));
         Ok(sim)
     }
