@@ -178,10 +178,22 @@ async fn produce_requests(app: &App, from: usize, n: usize) -> Vec<String> {
     let producer = common::producer();
     let mut ids = Vec::new();
     for i in from..from + n {
-        let topic = if i % 2 == 0 { app.topic("get") } else { app.topic("put") };
+        let topic = if i % 2 == 0 {
+            app.topic("get")
+        } else {
+            app.topic("put")
+        };
         let key = format!("emp-{i}");
         let value = format!("{{\"n\":{i}}}");
-        let (p, o) = common::produce(&producer, &topic, Some((i / 2 % 3) as i32), Some(key.as_bytes()), Some(value.as_bytes()), &[("trace", b"t-1"), ("trace", b"t-2")]).await;
+        let (p, o) = common::produce(
+            &producer,
+            &topic,
+            Some((i / 2 % 3) as i32),
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            &[("trace", b"t-1"), ("trace", b"t-2")],
+        )
+        .await;
         ids.push(format!("{topic}/{p}/{o}"));
     }
     ids
@@ -189,20 +201,30 @@ async fn produce_requests(app: &App, from: usize, n: usize) -> Vec<String> {
 
 async fn operator(app: &App, cp: &str, kind: CommandKind) {
     let producer: rdkafka::producer::FutureProducer = common::client_config().create().unwrap();
-    let publisher = CommandPublisher::new(producer, &app.topic("control-commands"), 3, "operator:test");
+    let publisher =
+        CommandPublisher::new(producer, &app.topic("control-commands"), 3, "operator:test");
     let command = publisher.command(kind, 0);
-    publisher.publish(cp, &command).await.expect("publish operator command");
+    publisher
+        .publish(cp, &command)
+        .await
+        .expect("publish operator command");
 }
 
 /// For every source partition, the offsets the target received, in order.
 fn received_by_partition(sim: &TargetSim) -> HashMap<String, Vec<i64>> {
-    let ids: Vec<String> = sim.received_ids().into_iter().map(|id| id.expect("request id header")).collect();
+    let ids: Vec<String> = sim
+        .received_ids()
+        .into_iter()
+        .map(|id| id.expect("request id header"))
+        .collect();
     by_partition(&ids)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let app = http_app("outage", &sim, "");
     common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
     let mut a = app.start("a");
@@ -210,7 +232,9 @@ async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order
 
     // Pass-through while the target is up.
     let first = produce_requests(&app, 0, 30).await;
-    sim.wait_for(30, Duration::from_secs(60)).await.expect("30 delivered");
+    sim.wait_for(30, Duration::from_secs(60))
+        .await
+        .expect("30 delivered");
 
     // The target goes down: one trigger, the rest stored, target left alone.
     sim.set_mode(Mode::Unavailable);
@@ -222,46 +246,331 @@ async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order
     let trigger = &failed[0];
     assert_eq!(trigger.reason, FailureReason::StoreTrigger);
     assert_eq!(trigger.control_point.as_deref(), Some("Eis"));
-    assert_eq!(trigger.chain.top_level().unwrap().type_name, "ServiceUnavailableException");
-    assert!(trigger.rule.as_deref().unwrap().starts_with("ServiceUnavailableException"));
-    assert!(second.contains(&trigger.request_id), "the trigger is one of the requests sent while down");
+    assert_eq!(
+        trigger.chain.top_level().unwrap().type_name,
+        "ServiceUnavailableException"
+    );
+    assert!(trigger
+        .rule
+        .as_deref()
+        .unwrap()
+        .starts_with("ServiceUnavailableException"));
+    assert!(
+        second.contains(&trigger.request_id),
+        "the trigger is one of the requests sent while down"
+    );
     assert_eq!(stored.len(), 29, "every other request stored");
     let mut stored_ids: Vec<&str> = stored.iter().map(|s| s.request_id.as_str()).collect();
     stored_ids.sort();
-    let mut expected: Vec<&str> = second.iter().map(String::as_str).filter(|id| *id != trigger.request_id).collect();
+    let mut expected: Vec<&str> = second
+        .iter()
+        .map(String::as_str)
+        .filter(|id| *id != trigger.request_id)
+        .collect();
     expected.sort();
     assert_eq!(stored_ids, expected);
     // Both operations of the service were stored, key/value/headers intact.
-    assert!(stored.iter().any(|s| s.operation == "get") && stored.iter().any(|s| s.operation == "put"));
+    assert!(
+        stored.iter().any(|s| s.operation == "get") && stored.iter().any(|s| s.operation == "put")
+    );
     let s = stored.iter().find(|s| s.request_id == expected[0]).unwrap();
-    let n: usize = s.value.as_deref().map(|v| String::from_utf8_lossy(v).trim_start_matches("{\"n\":").trim_end_matches('}').parse().unwrap()).unwrap();
+    let n: usize = s
+        .value
+        .as_deref()
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .trim_start_matches("{\"n\":")
+                .trim_end_matches('}')
+                .parse()
+                .unwrap()
+        })
+        .unwrap();
     assert_eq!(s.key.as_deref(), Some(format!("emp-{n}").as_bytes()));
-    let headers: Vec<(&str, &[u8])> = s.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref().unwrap())).collect();
-    assert_eq!(headers, vec![("trace", &b"t-1"[..]), ("trace", &b"t-2"[..])]);
+    let headers: Vec<(&str, &[u8])> = s
+        .headers
+        .iter()
+        .map(|h| (h.key.as_str(), h.value.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        headers,
+        vec![("trace", &b"t-1"[..]), ("trace", &b"t-2"[..])]
+    );
     // While storing, the target is not called.
     let attempts = sim.attempts();
     let third = produce_requests(&app, 60, 12).await;
     let stored = decode_stored(&read_async(app.topic("stored.Eis"), 29 + 12, 60).await);
     assert_eq!(stored.len(), 41);
-    assert_eq!(sim.attempts(), attempts, "no call to the target while storing");
+    assert_eq!(
+        sim.attempts(),
+        attempts,
+        "no call to the target while storing"
+    );
 
     // Forward: the backlog is replayed in order, then new requests flow.
     sim.set_mode(Mode::Up);
     operator(&app, "Eis", CommandKind::Forward).await;
     let fourth = produce_requests(&app, 72, 12).await;
-    sim.wait_for(30 + 41 + 12, Duration::from_secs(60)).await.expect("backlog and new requests delivered");
+    sim.wait_for(30 + 41 + 12, Duration::from_secs(60))
+        .await
+        .expect("backlog and new requests delivered");
     let received = received_by_partition(&sim);
-    let mut all: Vec<String> = first.iter().chain(&second).chain(&third).chain(&fourth).filter(|id| **id != trigger.request_id).cloned().collect();
+    let mut all: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .chain(&fourth)
+        .filter(|id| **id != trigger.request_id)
+        .cloned()
+        .collect();
     all.sort();
     let expected = by_partition(&all);
     for (partition, offsets) in &expected {
         let mut want = offsets.clone();
         want.sort();
-        assert_eq!(received.get(partition), Some(&want), "order and completeness for {partition}");
+        assert_eq!(
+            received.get(partition),
+            Some(&want),
+            "order and completeness for {partition}"
+        );
     }
-    assert!(sim.duplicates().is_empty(), "nothing delivered twice: {:?}", sim.duplicates());
+    assert!(
+        sim.duplicates().is_empty(),
+        "nothing delivered twice: {:?}",
+        sim.duplicates()
+    );
     // The control point finished replaying.
     a.wait_for("replay caught up", Duration::from_secs(30), |v| {
-        common::process::message(v) == "control point changed" && common::process::field(v, "command") == "replay-caught-up"
+        common::process::message(v) == "control point changed"
+            && common::process::field(v, "command") == "replay-caught-up"
     });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_no_rule_matches_goes_to_the_failed_events_and_nothing_is_stored() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = http_app("nomatch", &sim, "");
+    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    let _a = app.start("a");
+    sim.set_mode(Mode::BadRequest);
+    let ids = produce_requests(&app, 0, 6).await;
+    let failed = decode_failed(&read_async(app.topic("failed"), 6, 60).await);
+    assert_eq!(failed.len(), 6);
+    for f in &failed {
+        assert_eq!(f.reason, FailureReason::InvocationFailed);
+        assert_eq!(
+            f.chain.top_level().unwrap().type_name,
+            "ServiceBusinessException"
+        );
+        assert!(ids.contains(&f.request_id));
+    }
+    assert!(
+        read_async(app.topic("stored.Eis"), 0, 5).await.is_empty(),
+        "nothing stored"
+    );
+    // Still forwarding: the next requests reach the target.
+    sim.set_mode(Mode::Up);
+    produce_requests(&app, 6, 4).await;
+    sim.wait_for(4, Duration::from_secs(60))
+        .await
+        .expect("forwarding continues");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_failed_with_its_reason_and_the_partition_keeps_flowing() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = sim.url("/x");
+    let app = App::new("badinput", |name| {
+        format!(
+            r#"
+application: {name}
+kafka: {{ bootstrap: "unused:9092", partitions: 1 }}
+limits: {{ max_request_bytes: 512 }}
+services:
+  svc:
+    binding: {{ http: {{ url: "{url}" }}, interaction: async }}
+    store_and_forward: {{ control_point: Svc }}
+    interfaces:
+      I:
+        operations:
+          typed: {{ topic: {name}.in, operation_header: op, input_schema: schema.avsc }}
+          plain: {{ topic: {name}.in, operation_header: op }}
+          ask: {{ topic: {name}.in, operation_header: op, interaction: sync }}
+"#
+        )
+    });
+    std::fs::write(
+        app.dir.path().join("schema.avsc"),
+        r#"{"type":"record","name":"R","fields":[{"name":"id","type":"string"}]}"#,
+    )
+    .unwrap();
+    let topic = app.topic("in");
+    common::create_topics(&[(&topic, 1)]).await;
+    let _a = app.start("a");
+    let producer = common::producer();
+    let good_typed = [0x06, b'e', b'-', b'1']; // Avro string "e-1"
+    let big = vec![b'x'; 600];
+    type Case<'a> = (&'a [u8], Vec<(&'a str, &'a [u8])>, Option<FailureReason>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            b"\xff\xff\xff",
+            vec![("op", b"typed")],
+            Some(FailureReason::Malformed),
+        ),
+        (&good_typed, vec![("op", b"typed")], None),
+        (b"hello", vec![], Some(FailureReason::MissingHeader)),
+        (
+            b"hello",
+            vec![("op", b"nope")],
+            Some(FailureReason::UnknownOperation),
+        ),
+        (&big, vec![("op", b"plain")], Some(FailureReason::Oversized)),
+        (
+            b"hello",
+            vec![("op", b"ask")],
+            Some(FailureReason::MissingHeader),
+        ),
+        (b"hello", vec![("op", b"I.plain")], None),
+    ];
+    let mut expected_failed = Vec::new();
+    let mut expected_delivered = Vec::new();
+    for (value, headers, reason) in &cases {
+        let (p, o) = common::produce(&producer, &topic, Some(0), None, Some(value), headers).await;
+        let id = format!("{topic}/{p}/{o}");
+        match reason {
+            Some(r) => expected_failed.push((id, *r)),
+            None => expected_delivered.push(id),
+        }
+    }
+    sim.wait_for(expected_delivered.len(), Duration::from_secs(60))
+        .await
+        .expect("good requests delivered");
+    let received: Vec<String> = sim.received_ids().into_iter().flatten().collect();
+    assert_eq!(
+        received, expected_delivered,
+        "good requests delivered in order despite the bad ones"
+    );
+    let mut failed: Vec<(String, FailureReason)> =
+        decode_failed(&read_async(app.topic("failed"), expected_failed.len(), 60).await)
+            .into_iter()
+            .map(|f| {
+                assert!(!f.detail.is_empty());
+                (f.request_id, f.reason)
+            })
+            .collect();
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    expected_failed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(failed, expected_failed);
+    assert_eq!(sim.attempts(), 2, "bad input never reaches the target");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_requests_are_answered_and_never_stored_or_triggering() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = http_app(
+        "sync",
+        &sim,
+        "      Ask: { operations: { ask: { topic: ASKTOPIC, interaction: sync } } }",
+    );
+    let ask = app.topic("ask");
+    let text = std::fs::read_to_string(&app.topology)
+        .unwrap()
+        .replace("ASKTOPIC", &ask);
+    std::fs::write(&app.topology, text).unwrap();
+    let replies = app.topic("replies");
+    common::create_topics(&[
+        (&app.topic("get"), 3),
+        (&app.topic("put"), 3),
+        (&ask, 1),
+        (&replies, 1),
+    ])
+    .await;
+    let _a = app.start("a");
+    let producer = common::producer();
+    let reply_to: &[(&str, &[u8])] = &[("sfwd-reply-to", replies.as_bytes())];
+
+    // Up: answered with the target's body.
+    common::produce(&producer, &ask, Some(0), None, Some(b"q1"), reply_to).await;
+    // Down: an error answer, no trigger, no failed event.
+    let answered = read_async(replies.clone(), 1, 60).await;
+    assert_eq!(
+        common::header(&answered[0], "sfwd-status").as_deref(),
+        Some("ok")
+    );
+    sim.set_mode(Mode::Unavailable);
+    common::produce(&producer, &ask, Some(0), None, Some(b"q2"), reply_to).await;
+    let answered = read_async(replies.clone(), 2, 60).await;
+    assert_eq!(
+        common::header(&answered[1], "sfwd-status").as_deref(),
+        Some("error")
+    );
+    // The first async failure is the designated trigger: the sync failure
+    // before it did not activate the store.
+    produce_requests(&app, 0, 1).await;
+    let failed = decode_failed(&read_async(app.topic("failed"), 1, 60).await);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].reason, FailureReason::StoreTrigger);
+    // Storing: a sync request is answered with an error, not stored.
+    common::produce(&producer, &ask, Some(0), None, Some(b"q3"), reply_to).await;
+    let answered = read_async(replies.clone(), 3, 60).await;
+    assert_eq!(
+        common::header(&answered[2], "sfwd-status").as_deref(),
+        Some("error")
+    );
+    let body = String::from_utf8_lossy(answered[2].payload().unwrap()).into_owned();
+    assert!(body.contains("is storing"), "{body}");
+    assert!(read_async(app.topic("stored.Eis"), 0, 5).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_request_that_fails_again_re_triggers_and_the_rest_stays_stored() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = http_app("retrigger", &sim, "");
+    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    let _a = app.start("a");
+    sim.set_mode(Mode::Unavailable);
+    let ids = produce_requests(&app, 0, 120).await;
+    read_async(app.topic("stored.Eis"), 119, 60).await;
+    // Forward, and take the target down again part-way through the replay.
+    sim.set_mode(Mode::Up);
+    operator(&app, "Eis", CommandKind::Forward).await;
+    sim.wait_for(20, Duration::from_secs(60)).await.unwrap();
+    sim.set_mode(Mode::Unavailable);
+    let failed = decode_failed(&read_async(app.topic("failed"), 2, 60).await);
+    assert_eq!(
+        failed.len(),
+        2,
+        "the first trigger and one re-trigger: {failed:?}"
+    );
+    assert!(failed
+        .iter()
+        .all(|f| f.reason == FailureReason::StoreTrigger));
+    // Forward again: everything else arrives, once, in order.
+    sim.set_mode(Mode::Up);
+    operator(&app, "Eis", CommandKind::Forward).await;
+    let failed_ids: Vec<&str> = failed.iter().map(|f| f.request_id.as_str()).collect();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .filter(|id| !failed_ids.contains(&id.as_str()))
+        .cloned()
+        .collect();
+    sim.wait_for(expected.len(), Duration::from_secs(90))
+        .await
+        .expect("all but the triggers delivered");
+    assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
+    expected.sort();
+    let want = by_partition(&expected);
+    let got = received_by_partition(&sim);
+    for (partition, offsets) in &want {
+        let mut sorted = offsets.clone();
+        sorted.sort();
+        assert_eq!(got.get(partition), Some(&sorted), "order for {partition}");
+    }
 }

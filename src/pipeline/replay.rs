@@ -197,7 +197,9 @@ impl Worker {
                 .headers
                 .iter()
                 .map(|h| (h.key.clone(), h.value.clone()))
-                .chain(redelivery.then(|| (REDELIVERY_HEADER.to_string(), Some(b"possible".to_vec()))))
+                .chain(
+                    redelivery.then(|| (REDELIVERY_HEADER.to_string(), Some(b"possible".to_vec()))),
+                )
                 .collect(),
         };
         loop {
@@ -301,13 +303,19 @@ impl Worker {
         let payload = serde_json::to_vec(&progress).expect("plain struct");
         let topic = ctx.topology.replay_topic();
         loop {
-            let record = FutureRecord::to(&topic).key(key).partition(0).payload(&payload);
+            let record = FutureRecord::to(&topic)
+                .key(key)
+                .partition(0)
+                .payload(&payload);
             match ctx.producer.send_result(record) {
                 Ok(d) => {
                     in_flight.push_back(d);
                     break;
                 }
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => match in_flight.pop_front() {
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => match in_flight.pop_front() {
                     Some(d) => wait_progress(d).await?,
                     None => tokio::time::sleep(Duration::from_millis(5)).await,
                 },

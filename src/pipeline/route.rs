@@ -237,16 +237,21 @@ fn check_schema(schema: &Schema, value: Option<&[u8]>) -> Result<(), Rejection> 
         }
         bytes = &bytes[10..];
     }
-    let mut reader = bytes;
-    #[allow(deprecated)]
-    let decoded = apache_avro::from_avro_datum(schema, &mut reader, None);
+    let mut reader = crate::records::EofTracking::new(bytes);
+    let decoded = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .and_then(|r| r.read_value(&mut reader));
     match decoded {
-        Ok(_) if reader.is_empty() => Ok(()),
+        Ok(_) if reader.hit_eof() => Err(Rejection::new(
+            FailureReason::Malformed,
+            "the value ends in the middle of the input schema's datum",
+        )),
+        Ok(_) if reader.remaining() == 0 => Ok(()),
         Ok(_) => Err(Rejection::new(
             FailureReason::Malformed,
             format!(
                 "the value has {} bytes after the end of the input schema's datum",
-                reader.len()
+                reader.remaining()
             ),
         )),
         Err(e) => Err(Rejection::new(
@@ -340,14 +345,14 @@ services:
             r#"{"type":"record","name":"R","fields":[{"name":"id","type":"string"}]}"#,
         )
         .unwrap();
-        let good = apache_avro::to_avro_datum(
-            &schema,
-            apache_avro::types::Value::Record(vec![(
+        let good = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(apache_avro::types::Value::Record(vec![(
                 "id".into(),
                 apache_avro::types::Value::String("e-1".into()),
-            )]),
-        )
-        .unwrap();
+            )]))
+            .unwrap();
         assert!(routes.route("typed", None, Some(&good), &[]).is_ok());
         let mut single = vec![0xC3, 0x01];
         single.extend_from_slice(&crate::records::fingerprint(&schema).to_le_bytes());

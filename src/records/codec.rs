@@ -244,17 +244,27 @@ impl RecordSchemas {
 ///
 /// The Avro decoder turns an end of input inside a string, a boolean or a
 /// union index into a null value instead of an error; this catches it.
-struct EofTracking<'a> {
+pub(crate) struct EofTracking<'a> {
     rest: &'a [u8],
     hit_eof: bool,
 }
 
 impl<'a> EofTracking<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         EofTracking {
             rest: bytes,
             hit_eof: false,
         }
+    }
+
+    /// Did a read ask for more bytes than were left?
+    pub(crate) fn hit_eof(&self) -> bool {
+        self.hit_eof
+    }
+
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
     }
 }
 

@@ -37,6 +37,7 @@ mod stored;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use codec::EofTracking;
 pub use codec::{fingerprint, AvroRecord, RecordError, RecordSchemas, HEADER_LEN, MAGIC};
 pub use common::{Header, SourcePosition, TriggerInfo};
 pub use control::{ControlCommand, ControlStateRecord};

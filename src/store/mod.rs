@@ -59,12 +59,15 @@ impl Space {
     }
 }
 
+/// Entries of a space, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A small, synchronous key-value store. Batches are atomic.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn write(&self, batch: Vec<Write>) -> Result<(), StoreError>;
     /// Every entry of a space, in key order.
-    fn scan(&self, space: Space) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, space: Space) -> Result<Entries, StoreError>;
 
     fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.write(vec![Write::Put {
@@ -157,7 +160,7 @@ mod tests {
     fn a_second_open_of_the_same_directory_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let _first = RocksStore::open(dir.path()).unwrap();
-        let err = RocksStore::open(dir.path()).err().expect("locked");
+        let err = RocksStore::open(dir.path()).expect_err("locked");
         assert!(
             err.to_string().contains(&dir.path().display().to_string()),
             "{err}"
