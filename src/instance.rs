@@ -3,6 +3,7 @@
 //! together: when one fails, the others are stopped.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::task::JoinSet;
 
+use crate::admin::{self, AdminSettings, AdminState, KafkaOffsets};
 use crate::bindings::{HttpTarget, KafkaTarget, Target};
 use crate::control::{self, replay_key, CommandPublisher, ControlPoint, ControlTable};
 use crate::kafka::{self, TopicSpec};
@@ -30,7 +32,17 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Create missing request topics (with the topology's partition count).
     pub create_request_topics: bool,
+    /// Where the admin HTTP server listens (port 0: any free port); `None`
+    /// runs without it.
+    pub admin_listen: Option<SocketAddr>,
 }
+
+/// How long a store/forward request to the admin API waits for the control
+/// writer to apply its command.
+const ADMIN_DECISION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often librdkafka reports the request consumer's statistics (lag).
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// The partition counts and names an instance works with.
 struct Topics {
@@ -44,20 +56,21 @@ struct Topics {
 pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<()> {
     let topology = Arc::new(options.topology.clone());
     let instance = options.instance_id.clone();
+    let metrics = crate::telemetry::install();
     let base = kafka::client_config(&topology.kafka);
     let topics = prepare_topics(&topology, &base, options.create_request_topics).await?;
 
     let dir = options.data_dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
-    let store = RocksStore::open(&dir).with_context(|| {
+    let store = Arc::new(RocksStore::open(&dir).with_context(|| {
         format!(
             "opening the local store in {} (is another instance using it? give each instance its own --instance-id or --data-dir)",
             dir.display()
         )
-    })?;
+    })?);
     let table = ControlTable::open(
-        Arc::new(store),
+        store.clone(),
         &topology.control_topic(),
         &topology.replay_topic(),
     )?;
@@ -84,6 +97,51 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             )
         });
     }
+    {
+        let control_points = topology
+            .control_points()
+            .map(|(_, sf)| sf.control_point.clone())
+            .collect();
+        let watched = crate::telemetry::run_control_metrics(
+            instance.clone(),
+            table.clone(),
+            control_points,
+            Some(store.clone()),
+            shutdown.listener(),
+        );
+        tasks.spawn(async move {
+            watched.await;
+            ("control metrics", Ok(()))
+        });
+    }
+    if let Some(addr) = options.admin_listen {
+        let listener = admin::bind(addr).await?;
+        let state = AdminState::new(AdminSettings {
+            topology: topology.clone(),
+            instance: instance.clone(),
+            table: table.clone(),
+            commands: Arc::new(publisher.clone()),
+            offsets: Arc::new(KafkaOffsets::new(&kafka::reader_config(
+                &base, &instance, "admin",
+            ))?),
+            layouts: admin::layouts(
+                &topology,
+                &topics.request_partitions,
+                &topics.stored_partitions,
+            ),
+            metrics,
+            decision_timeout: ADMIN_DECISION_TIMEOUT,
+        });
+        let stop = shutdown.listener();
+        tasks.spawn(async move {
+            (
+                "admin server",
+                admin::serve(listener, state, stop)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
     tracing::info!(instance = %instance, "loading the control state");
     tokio::select! {
         _ = table.wait_ready() => {}
@@ -101,11 +159,16 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
     {
         let replay_done = replay_done_check(&topology, &topics, table.clone());
         let settings = control::WriterSettings {
-            consumer: kafka::group_consumer_config(
-                &base,
-                &format!("{}.control-writer", topology.application),
-                &instance,
-            ),
+            consumer: {
+                // Commands decide outages: fetch them with the least delay.
+                let mut c = kafka::group_consumer_config(
+                    &base,
+                    &format!("{}.control-writer", topology.application),
+                    &instance,
+                );
+                c.set("fetch.wait.max.ms", "10");
+                c
+            },
             producer: producer.clone(),
             commands_topic: topology.commands_topic(),
             control_topic: topology.control_topic(),
@@ -136,7 +199,8 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             reader_config: kafka::reader_config(&base, &instance, "replay"),
             topology: topology.clone(),
         });
-        let config = kafka::group_consumer_config(&base, &topology.application, &instance);
+        let mut config = kafka::group_consumer_config(&base, &topology.application, &instance);
+        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         let stop = shutdown.listener();
         tasks.spawn(async move {
             (
@@ -189,6 +253,7 @@ async fn prepare_topics(
     };
     let mut specs = vec![
         spec(topology.failed_topic(), p, false),
+        spec(topology.failed_actions_topic(), 1, true),
         spec(topology.control_topic(), 1, true),
         spec(topology.commands_topic(), p, false),
         spec(topology.replay_topic(), 1, true),

@@ -217,6 +217,16 @@ impl HttpTarget {
         if let Some(key) = request.key.as_deref().and_then(key_header_value) {
             headers.insert(KEY_HEADER, key);
         }
+        if request
+            .headers
+            .iter()
+            .any(|(k, _)| k == super::REDELIVERY_HEADER)
+        {
+            headers.insert(
+                super::REDELIVERY_HEADER,
+                reqwest::header::HeaderValue::from_static("possible"),
+            );
+        }
         headers
     }
 

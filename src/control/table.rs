@@ -53,6 +53,15 @@ impl Default for ReplayProgress {
     }
 }
 
+impl ReplayProgress {
+    /// Progress only moves forward: delivered source offsets, stored offsets
+    /// and finished epochs all grow. A record that is behind the one held is
+    /// an older write read late (or a lost writer's) and is ignored.
+    fn order(&self) -> (i64, i64, i64) {
+        (self.max_source_offset, self.next_offset, self.done_epoch)
+    }
+}
+
 /// Key of a replay progress record.
 pub fn replay_key(control_point: &str, topic: &str, partition: i32) -> String {
     format!("{control_point}/{topic}/{partition}")
@@ -198,6 +207,12 @@ impl ControlTable {
         *self.inner.ready.borrow()
     }
 
+    /// Marks the table loaded, for a table that no reader feeds (tests and
+    /// tools that fill it by hand).
+    pub fn mark_ready(&self) {
+        self.inner.ready.send_replace(true);
+    }
+
     /// Waits until the table has read both topics to the end they had when
     /// this instance started.
     pub async fn wait_ready(&self) {
@@ -253,25 +268,36 @@ impl ControlTable {
                 .store
                 .put(Space::ControlStates, state.name.as_bytes(), &bytes)?;
         }
-        tracing::debug!(control_point = %state.name, mode = %state.mode, epoch = state.epoch, "control state");
+        tracing::info!(
+            control_point = %state.name,
+            mode = %state.mode,
+            replaying = state.replaying,
+            epoch = state.epoch,
+            lag_ms = crate::clock::now_ms() - state.since_ms,
+            "control state applied"
+        );
         states.insert(state.name.clone(), Entry { state, generation });
         drop(states);
         self.inner.states_changed.send_modify(|v| *v += 1);
         Ok(true)
     }
 
-    /// Applies one record of the replay progress topic.
+    /// Applies one record of the replay progress topic, unless it is behind
+    /// the progress already held for its key.
     pub fn apply_replay(&self, key: &str, progress: ReplayProgress) -> Result<(), StoreError> {
+        let mut replay = self.inner.replay.write().unwrap();
+        if replay
+            .get(key)
+            .is_some_and(|held| progress.order() < held.order())
+        {
+            return Ok(());
+        }
         self.inner.store.put(
             Space::Replay,
             key.as_bytes(),
             &serde_json::to_vec(&progress).expect("plain struct"),
         )?;
-        self.inner
-            .replay
-            .write()
-            .unwrap()
-            .insert(key.to_string(), progress);
+        replay.insert(key.to_string(), progress);
         Ok(())
     }
 
@@ -387,5 +413,50 @@ pub async fn run_reader(
             Err(KafkaError::PartitionEOF(_)) => {}
             Err(e) => tracing::warn!(error = %e, "control topics reader"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn replay_progress_never_moves_back() {
+        let table = ControlTable::open(Arc::new(MemoryStore::default()), "c", "r").unwrap();
+        let at = |max: i64, next: i64, done: i64| ReplayProgress {
+            next_offset: next,
+            max_source_offset: max,
+            done_epoch: done,
+            open: done < 0,
+        };
+        table.apply_replay("cp/t/0", at(10, 20, -1)).unwrap();
+        table.apply_replay("cp/t/0", at(4, 8, -1)).unwrap();
+        assert_eq!(table.replay_progress("cp/t/0"), at(10, 20, -1));
+        table.apply_replay("cp/t/0", at(10, 25, 2)).unwrap();
+        table.apply_replay("cp/t/0", at(10, 20, -1)).unwrap();
+        assert_eq!(table.replay_progress("cp/t/0"), at(10, 25, 2));
+        // Unknown keys read as nothing replayed.
+        assert_eq!(table.replay_progress("cp/t/1"), ReplayProgress::default());
+    }
+
+    #[test]
+    fn a_state_from_a_writer_that_lost_ownership_is_ignored() {
+        let table = ControlTable::open(Arc::new(MemoryStore::default()), "c", "r").unwrap();
+        let mut cp = ControlPoint::initial("cp");
+        cp.mode = crate::control::Mode::Store;
+        cp.epoch = 1;
+        assert!(table
+            .apply_state(super::super::convert::state_to_record(&cp, 7))
+            .unwrap());
+        let mut stale = ControlPoint::initial("cp");
+        stale.epoch = 1;
+        assert!(!table
+            .apply_state(super::super::convert::state_to_record(&stale, 5))
+            .unwrap());
+        assert!(!table
+            .apply_state(super::super::convert::state_to_record(&stale, 7))
+            .unwrap());
+        assert_eq!(table.get("cp").mode, crate::control::Mode::Store);
     }
 }

@@ -186,7 +186,9 @@ async fn restore(
     let partitions =
         crate::kafka::partition_count(consumer, &topic, Duration::from_secs(10))?.unwrap_or(1);
     for p in 0..partitions {
-        let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
+        let (_, high) = tokio::task::block_in_place(|| {
+            consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))
+        })?;
         s.table.wait_position(&topic, p, high).await;
     }
     Ok(())

@@ -69,6 +69,7 @@ pub fn reader_config(base: &ClientConfig, instance: &str, purpose: &str) -> Clie
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
         .set("queued.max.messages.kbytes", "8192");
     c
 }

@@ -94,7 +94,11 @@ pub struct PipelineContext {
     assigned: mpsc::UnboundedSender<Vec<Partition>>,
 }
 
-impl ClientContext for PipelineContext {}
+impl ClientContext for PipelineContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        crate::telemetry::ConsumerStatistics::new(&statistics).emit();
+    }
+}
 
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -112,17 +116,9 @@ impl ConsumerContext for PipelineContext {
                 s.trigger.fire();
             }
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            for s in stops {
-                let (lock, cvar) = &*s.stopped;
-                let mut done = lock.lock().unwrap();
-                while !*done {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    done = cvar.wait_timeout(done, left).unwrap().0;
-                }
-            }
+            // Called from the dispatcher's poll: let the runtime move other
+            // tasks, the workers among them, off this thread while it waits.
+            tokio::task::block_in_place(|| wait_stopped(stops, deadline));
             tracing::info!(partitions = ?revoked, "partitions revoked");
         }
     }
@@ -140,8 +136,26 @@ impl ConsumerContext for PipelineContext {
     }
 }
 
+/// Waits until every worker has stopped, or the deadline passes.
+fn wait_stopped(stops: Vec<WorkerStop>, deadline: std::time::Instant) {
+    for s in stops {
+        let (lock, cvar) = &*s.stopped;
+        let mut done = lock.lock().unwrap();
+        while !*done {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                tracing::warn!("a revoked partition's worker is still finishing; its next owner may repeat its last record");
+                return;
+            }
+            done = cvar.wait_timeout(done, left).unwrap().0;
+        }
+    }
+}
+
 struct Handle {
     tx: mpsc::Sender<OwnedMessage>,
+    /// The worker task; a later worker of the same partition waits for it.
+    task: tokio::task::JoinHandle<()>,
     /// Records the worker could not take yet; the partition is paused.
     overflow: VecDeque<OwnedMessage>,
 }
@@ -207,7 +221,13 @@ pub async fn run_pipeline(
         };
         let failed = failed_tx.clone();
         let partition = p.clone();
-        tokio::spawn(async move {
+        // A partition revoked and assigned again must not have two workers:
+        // the new one starts when the last one has finished.
+        let previous = handles.remove(p).map(|h| h.task);
+        let task = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
             let result = worker.run(rx).await;
             {
                 let (lock, cvar) = &*stopped;
@@ -225,6 +245,7 @@ pub async fn run_pipeline(
             p.clone(),
             Handle {
                 tx,
+                task,
                 overflow: VecDeque::new(),
             },
         );
@@ -243,7 +264,6 @@ pub async fn run_pipeline(
                 for p in assigned {
                     let live = workers.lock().unwrap().contains_key(&p);
                     if !live {
-                        handles.remove(&p);
                         spawn(&p, &mut handles);
                     }
                 }
@@ -289,7 +309,6 @@ pub async fn run_pipeline(
                 let p = (m.topic().to_string(), m.partition());
                 let live = workers.lock().unwrap().contains_key(&p);
                 if !live {
-                    handles.remove(&p);
                     spawn(&p, &mut handles);
                 }
                 let h = handles.get_mut(&p).expect("spawned");

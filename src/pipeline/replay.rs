@@ -31,12 +31,12 @@ use crate::control::{replay_key, Mode, ReplayProgress};
 use crate::records::{AvroRecord, FailureReason, StoredRequest};
 
 /// Progress writes in flight during a replay. A replay interrupted by a
-/// crash re-delivers at most this many requests that may have reached the
-/// target already; they carry the header `sfwd-redelivery: possible`.
+/// crash re-delivers at most this many requests, plus the one in flight,
+/// that may have reached the target already; they carry the header
+/// `sfwd-redelivery: possible`.
 pub const PROGRESS_WINDOW: usize = 8;
 
-/// Header on a replayed request that may have been delivered before.
-pub const REDELIVERY_HEADER: &str = "sfwd-redelivery";
+use crate::bindings::REDELIVERY_HEADER;
 
 enum Step {
     /// Delivered, or failed without a match: go on.
@@ -60,20 +60,36 @@ impl Worker {
             self.partition % ctx.stored_partitions.get(cp).copied().unwrap_or(1).max(1);
 
         let reader: StreamConsumer = ctx.reader_config.create()?;
-        let (low, high) =
-            reader.fetch_watermarks(&stored_topic, stored_partition, Duration::from_secs(10))?;
+        let (low, high) = tokio::task::block_in_place(|| {
+            reader.fetch_watermarks(&stored_topic, stored_partition, Duration::from_secs(10))
+        })?;
         let mut next = progress.next_offset.max(low);
         let mut stopped = false;
         let mut delivered = 0usize;
         let mut in_flight = std::collections::VecDeque::new();
         if next < high {
-            tracing::info!(control_point = cp, topic = %self.topic, partition = self.partition, from = next, to = high, "replaying stored requests");
+            tracing::info!(
+                control_point = cp,
+                topic = %self.topic,
+                partition = self.partition,
+                from = next,
+                to = high,
+                max_source_offset = progress.max_source_offset,
+                interrupted = progress.open,
+                "replaying stored requests"
+            );
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&stored_topic, stored_partition, Offset::Offset(next))?;
             reader.assign(&tpl)?;
             // The last replay stopped without finishing: the first records
             // may have been delivered before its progress was written.
-            let mut possible_redeliveries = if progress.open { PROGRESS_WINDOW } else { 0 };
+            // The window of unacknowledged progress, plus the request that was
+            // being delivered.
+            let mut possible_redeliveries = if progress.open {
+                PROGRESS_WINDOW + 1
+            } else {
+                0
+            };
             progress.open = true;
             while next < high {
                 let m = tokio::select! {

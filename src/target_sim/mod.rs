@@ -96,6 +96,8 @@ pub struct Received {
     pub operation: Option<String>,
     /// The `sfwd-key` header.
     pub key: Option<String>,
+    /// The request carried `sfwd-redelivery` (it may have arrived before).
+    pub redelivery: bool,
     /// The request method, e.g. `POST`.
     pub method: String,
     /// The path, with the query if there was one.

@@ -260,6 +260,9 @@ async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
         request_id: header_text(&parts.headers, REQUEST_ID_HEADER),
         operation: header_text(&parts.headers, OPERATION_HEADER),
         key: header_text(&parts.headers, KEY_HEADER),
+        redelivery: parts
+            .headers
+            .contains_key(crate::bindings::REDELIVERY_HEADER),
         method: parts.method.to_string(),
         path: parts.uri.path_and_query().map_or_else(
             || parts.uri.path().to_string(),

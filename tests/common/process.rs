@@ -30,10 +30,14 @@ impl Sfwd {
                 "--topology",
             ])
             .arg(topology)
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--instance-id", instance, "--data-dir"])
             .arg(&data_dir)
             .env("SFWD_BOOTSTRAP", super::bootstrap())
-            .env("RUST_LOG", "info,rdkafka=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SFWD_TEST_RUST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -105,6 +109,15 @@ impl Sfwd {
         self.wait_for("partitions assigned", Duration::from_secs(60), |v| {
             message(v) == "partitions assigned"
         });
+    }
+
+    /// The address of the instance's admin server, from its
+    /// `admin listening` log line.
+    pub fn admin_addr(&mut self) -> std::net::SocketAddr {
+        let line = self.wait_for("admin listening", Duration::from_secs(60), |v| {
+            message(v) == "admin listening"
+        });
+        field(&line, "addr").parse().expect("admin address")
     }
 
     /// SIGKILL: no chance to finish anything.
