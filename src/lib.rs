@@ -21,9 +21,11 @@
 //! Kafka, HTTP and RocksDB sit at the edges and use these modules; nothing
 //! in `rules` or `control::machine` performs I/O.
 
+pub mod admin;
 pub mod bindings;
 pub mod clock;
 pub mod control;
+pub mod failed;
 pub mod instance;
 pub mod kafka;
 pub mod pipeline;
@@ -32,4 +34,5 @@ pub mod rules;
 pub mod shutdown;
 pub mod store;
 pub mod target_sim;
+pub mod telemetry;
 pub mod topology;

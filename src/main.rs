@@ -32,6 +32,10 @@ enum Command {
     /// Run one instance: consume requests, invoke targets, store and
     /// forward. Start several with the same topology to scale out.
     Run(cli::run::Args),
+    /// Show every control point, or switch one to store or forward.
+    Control(cli::control::Args),
+    /// List, show, resubmit and discard failed events.
+    Failed(cli::failed::Args),
     /// Play a target service over HTTP: answer requests, record them, and
     /// switch between up and the failure modes on command.
     TargetSim(cli::target_sim::Args),
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
     match args.command {
         Command::Validate { files, quiet } => cli::validate::run(&files, quiet),
         Command::Run(args) => cli::run::run(args),
+        Command::Control(args) => cli::control::run(args),
+        Command::Failed(args) => cli::failed::run(args),
         Command::TargetSim(args) => cli::target_sim::run(args),
     }
 }

@@ -11,8 +11,9 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use serde_json::json;
 use sfwd::records::{
-    AvroRecord, Cause, CommandKind, ControlCommand, ControlStateRecord, FailedEvent, FailureReason,
-    Header, Mode, SourcePosition, StoredRequest, TriggerInfo, HEADER_LEN, MAGIC,
+    AvroRecord, Cause, CommandKind, ControlCommand, ControlStateRecord, FailedAction,
+    FailedActionKind, FailedEvent, FailureReason, Header, Mode, SourcePosition, StoredRequest,
+    TriggerInfo, HEADER_LEN, MAGIC,
 };
 use sfwd::rules::{ChainElement, ExceptionChain};
 
@@ -50,6 +51,7 @@ fn records() -> Vec<(&'static str, &'static Schema)> {
         ("failed_event.avsc", FailedEvent::schema()),
         ("control_command.avsc", ControlCommand::schema()),
         ("control_state.avsc", ControlStateRecord::schema()),
+        ("failed_action.avsc", FailedAction::schema()),
     ]
 }
 
@@ -376,6 +378,40 @@ fn control_command_fingerprint_and_evolution() {
             kind: CommandKind::Trigger,
             trigger: Some(trigger()),
             ..command()
+        },
+    );
+}
+
+fn action() -> FailedAction {
+    FailedAction {
+        request_id: "orders-0-41".into(),
+        action: FailedActionKind::Resubmitted,
+        failure: source(),
+        claim: Some("operator:ana-1".into()),
+        claim_offset: Some(7),
+        forced: false,
+        by: "operator:ana".into(),
+        at: 1_700_000_000_000,
+        resubmitted_to: Some(SourcePosition {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 99,
+        }),
+        detail: None,
+    }
+}
+
+#[test]
+fn failed_action_fingerprint_and_evolution() {
+    check_fingerprint_and_evolution("failed_action.avsc", &action());
+    check_fingerprint_and_evolution(
+        "failed_action.avsc",
+        &FailedAction {
+            action: FailedActionKind::Discarded,
+            claim: None,
+            claim_offset: None,
+            resubmitted_to: None,
+            ..action()
         },
     );
 }

@@ -1,6 +1,9 @@
 //! Subcommands of the `sfwd` binary.
 
+pub mod control;
+pub mod failed;
 pub mod logging;
+pub mod operator;
 pub mod run;
 pub mod target_sim;
 pub mod validate;

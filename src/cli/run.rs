@@ -1,5 +1,6 @@
 //! `sfwd run --topology FILE`
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +32,30 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SFWD_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Address of the admin HTTP server (health, readiness, metrics, API,
+    /// web page): `host:port`, port 0 for any free port (the log line
+    /// `admin listening` says which), or `none` (or `0`) to run without it.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9464",
+        env = "SFWD_ADMIN_LISTEN",
+        value_parser = parse_admin_listen
+    )]
+    admin_listen: AdminListen,
+}
+
+/// The `--admin-listen` value: an address, or no admin server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AdminListen(Option<SocketAddr>);
+
+fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
+    match s.trim() {
+        "none" | "0" | "" => Ok(AdminListen(None)),
+        addr => addr.parse().map(|a| AdminListen(Some(a))).map_err(|e| {
+            format!("`{addr}` is not an address like 127.0.0.1:9464, 0.0.0.0:0 or none: {e}")
+        }),
+    }
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -92,6 +117,7 @@ fn run_inner(args: Args) -> anyhow::Result<()> {
                 instance_id,
                 data_dir,
                 create_request_topics: args.create_topics,
+                admin_listen: args.admin_listen.0,
             },
             trigger,
         )
@@ -106,4 +132,22 @@ fn default_instance_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "sfwd".to_string());
     host
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_listen_values() {
+        assert_eq!(
+            parse_admin_listen("127.0.0.1:0"),
+            Ok(AdminListen(Some("127.0.0.1:0".parse().unwrap())))
+        );
+        assert_eq!(parse_admin_listen("none"), Ok(AdminListen(None)));
+        assert_eq!(parse_admin_listen("0"), Ok(AdminListen(None)));
+        assert!(parse_admin_listen("localhost")
+            .unwrap_err()
+            .contains("not an address"));
+    }
 }

@@ -128,3 +128,19 @@ avro_enum! {
         ReplayCaughtUp = "REPLAY_CAUGHT_UP", "replay-caught-up";
     }
 }
+
+avro_enum! {
+    /// What an operator did with a failed event.
+    FailedActionKind, "failed action" {
+        /// Claims the resubmission of one failure; the first claim wins.
+        Resubmitting = "RESUBMITTING", "resubmitting";
+        /// The claimed resubmission was written back to the request topic.
+        Resubmitted = "RESUBMITTED", "resubmitted";
+        /// The claimed resubmission could not be written back.
+        Interrupted = "INTERRUPTED", "interrupted";
+        /// Hidden from the default list; the failed event itself stays.
+        Discarded = "DISCARDED", "discarded";
+        /// An action written by a newer sfwd that this one does not know.
+        Unknown = "UNKNOWN", "unknown";
+    }
+}

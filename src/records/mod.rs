@@ -1,5 +1,5 @@
 //! The Avro records that travel through Kafka: stored requests, failed
-//! events, control commands and control states.
+//! events, operators' actions on them, control commands and control states.
 //!
 //! # Schemas
 //!
@@ -27,6 +27,7 @@
 //! fingerprints it knows, so a rolling upgrade takes two releases: the first
 //! accepts the new schema as a writer schema, the second writes it.
 
+mod action;
 mod codec;
 mod common;
 mod control;
@@ -37,10 +38,11 @@ mod stored;
 #[cfg(test)]
 mod tests;
 
+pub use action::FailedAction;
 pub(crate) use codec::EofTracking;
 pub use codec::{fingerprint, AvroRecord, RecordError, RecordSchemas, HEADER_LEN, MAGIC};
 pub use common::{Header, SourcePosition, TriggerInfo};
 pub use control::{ControlCommand, ControlStateRecord};
-pub use enums::{Cause, CommandKind, FailureReason, Mode, ParseEnumError};
+pub use enums::{Cause, CommandKind, FailedActionKind, FailureReason, Mode, ParseEnumError};
 pub use failed::FailedEvent;
 pub use stored::StoredRequest;

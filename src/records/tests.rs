@@ -264,6 +264,11 @@ fn rust_enums_list_the_schema_symbols_in_order() {
         "io.sfwd.Cause",
         Cause::ALL.iter().map(avro_symbol).collect(),
     );
+    check(
+        FailedAction::schema(),
+        "io.sfwd.FailedActionKind",
+        FailedActionKind::ALL.iter().map(avro_symbol).collect(),
+    );
 }
 
 #[test]
@@ -297,6 +302,7 @@ fn schema_names_match_the_record_names() {
         (FailedEvent::schemas(), "io.sfwd.FailedEvent"),
         (ControlCommand::schemas(), "io.sfwd.ControlCommand"),
         (ControlStateRecord::schemas(), "io.sfwd.ControlState"),
+        (FailedAction::schemas(), "io.sfwd.FailedAction"),
     ] {
         let name = schemas.current().name().expect("named").fullname(None);
         assert_eq!(name, full);

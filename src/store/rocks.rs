@@ -46,6 +46,23 @@ impl RocksStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Background errors (flushes, compactions) since the store was opened,
+    /// if RocksDB says.
+    pub fn background_errors(&self) -> Option<u64> {
+        self.db
+            .property_int_value("rocksdb.background-errors")
+            .ok()
+            .flatten()
+    }
+
+    /// Estimated size of the live data in bytes, if RocksDB says.
+    pub fn live_data_bytes(&self) -> Option<u64> {
+        self.db
+            .property_int_value("rocksdb.estimate-live-data-size")
+            .ok()
+            .flatten()
+    }
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {

@@ -18,7 +18,7 @@ mod yaml;
 
 use std::path::Path;
 
-pub use diagnostics::{Diagnostic, Severity};
+pub use diagnostics::{did_you_mean, Diagnostic, Severity};
 pub use model::*;
 pub use parse::{parse_duration, parse_size};
 pub use validate::topic_name;

@@ -179,6 +179,11 @@ impl Topology {
         format!("{}.failed", self.application)
     }
 
+    /// `<app>.failed-actions`: operators' actions on failed events (compacted).
+    pub fn failed_actions_topic(&self) -> String {
+        format!("{}.failed-actions", self.application)
+    }
+
     /// `<app>.control`: the compacted control-point states.
     pub fn control_topic(&self) -> String {
         format!("{}.control", self.application)

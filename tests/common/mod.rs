@@ -163,4 +163,5 @@ pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+pub mod admin;
 pub mod process;

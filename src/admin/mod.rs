@@ -1,0 +1,255 @@
+//! The admin HTTP server of an instance: health, readiness, Prometheus
+//! metrics, the control-point API and the web page.
+//!
+//! | endpoint | what it answers |
+//! |---|---|
+//! | `GET /` | the web page: every control point, live, with Store/Forward buttons |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 once the control state is loaded, 503 before |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /api/control-points` | every control point of the topology |
+//! | `GET /api/control-points/{name}` | one control point |
+//! | `POST /api/control-points/{name}/store` | operator `store` |
+//! | `POST /api/control-points/{name}/forward` | operator `forward` |
+//! | `GET /api/failed` | the failed events |
+//!
+//! [`router`] builds the routes over an [`AdminState`] and needs no socket,
+//! so tests drive it with `oneshot`; [`serve`] runs it on a listener until
+//! shutdown. The state reaches Kafka only through [`CommandSink`] and
+//! [`StoredOffsets`], which tests replace.
+
+mod api;
+mod backlog;
+mod error;
+
+pub use api::{
+    CommandOutcome, ControlPointView, ControlPointsView, ReplayView, TriggerView,
+    OPERATOR_HEADER,
+};
+pub use backlog::{backlog, layouts, KafkaOffsets, StoredLayout, StoredOffsets};
+pub use error::ApiError;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::control::{Command, CommandPublisher, ControlTable};
+use crate::shutdown::Shutdown;
+use crate::topology::Topology;
+
+/// The web page, compiled into the binary.
+pub const PAGE: &str = include_str!("page.html");
+
+/// How long in-flight requests may take to finish once shutdown fires.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Where operator commands go: the commands topic, or a test double.
+pub trait CommandSink: Send + Sync + 'static {
+    /// Publishes `command` for `control_point` and waits for the
+    /// acknowledgement. The error says why it could not.
+    fn send<'a>(
+        &'a self,
+        control_point: &'a str,
+        command: &'a Command,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+impl CommandSink for CommandPublisher {
+    fn send<'a>(
+        &'a self,
+        control_point: &'a str,
+        command: &'a Command,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.publish(control_point, command)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Everything the admin server shows and acts on.
+pub struct AdminSettings {
+    /// The topology the instance runs.
+    pub topology: Arc<Topology>,
+    /// The instance id.
+    pub instance: String,
+    /// The instance's control table.
+    pub table: ControlTable,
+    /// Where operator commands are published.
+    pub commands: Arc<dyn CommandSink>,
+    /// Watermarks of the stored topics, for the backlog.
+    pub offsets: Arc<dyn StoredOffsets>,
+    /// Where each control point's requests are stored ([`layouts`]).
+    pub layouts: HashMap<String, StoredLayout>,
+    /// The Prometheus registry ([`crate::telemetry::install`]).
+    pub metrics: PrometheusHandle,
+    /// How long a store/forward request waits for the control writer to
+    /// apply its command before answering `pending`.
+    pub decision_timeout: Duration,
+}
+
+/// The admin server's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: AdminSettings,
+    /// Makes the ids of the commands this server publishes unique.
+    commands_sent: AtomicU64,
+    /// The last backlogs computed, and when: a page polling every second
+    /// from several browsers costs one round of watermark requests.
+    backlogs: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, Option<u64>>)>>,
+}
+
+impl AdminState {
+    /// The state over `settings`.
+    pub fn new(settings: AdminSettings) -> Self {
+        AdminState {
+            inner: Arc::new(Inner {
+                settings,
+                commands_sent: AtomicU64::new(0),
+                backlogs: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    fn settings(&self) -> &AdminSettings {
+        &self.inner.settings
+    }
+}
+
+/// The admin routes over `state`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/control-points", get(api::list))
+        .route("/api/control-points/{name}", get(api::one))
+        .route("/api/control-points/{name}/store", post(api::store))
+        .route("/api/control-points/{name}/forward", post(api::forward))
+        .route("/api/failed", get(api::failed))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` fires, then lets
+/// in-flight requests finish for a few seconds. Logs `admin listening` with
+/// the bound address (`addr`) first, which tells a caller that bound port 0
+/// where to connect.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(addr = %addr, instance = %state.settings().instance, "admin listening");
+    let mut drain = shutdown.clone();
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.wait().await });
+    tokio::select! {
+        served = server => served,
+        _ = async {
+            drain.wait().await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            tracing::warn!("admin requests still open after the drain deadline; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Binds the admin listener on `addr`, saying which option sets it when the
+/// address is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "binding the admin server to {addr} (set another address with --admin-listen, \
+             `127.0.0.1:0` for any free port, or `none` to run without it)"
+        )
+    })
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE,
+    )
+}
+
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AdminState>,
+) -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok", "instance": state.settings().instance }))
+}
+
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AdminState>,
+) -> axum::response::Response {
+    let s = state.settings();
+    if s.table.is_ready() {
+        Json(serde_json::json!({ "status": "ready", "instance": s.instance })).into_response()
+    } else {
+        not_ready().into_response()
+    }
+}
+
+/// The error of everything that needs the control state before it is loaded.
+fn not_ready() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready: the control state is still loading",
+    )
+    .hint("the instance reads the control topic to its end at start; retry in a moment")
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AdminState>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.settings().metrics.render(),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path())).hint(
+        "endpoints: / /healthz /readyz /metrics /api/control-points \
+         /api/control-points/{name}[/store|/forward] /api/failed",
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let hint = if uri.path().ends_with("/store") || uri.path().ends_with("/forward") {
+        "store and forward are POST requests"
+    } else {
+        "this endpoint answers GET"
+    };
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .hint(hint)
+}
+
+#[cfg(test)]
+mod tests;

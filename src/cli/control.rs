@@ -1,0 +1,948 @@
+//! `sfwd control status | store CP | forward CP`
+//!
+//! The commands read the control topic to its end themselves and publish
+//! operator commands to the commands topic, so they need no running
+//! instance: a command published while none runs is applied by the first
+//! instance that starts.
+//!
+//! `status --output json` prints one object: `application`, `bootstrap`,
+//! `at` (RFC 3339 UTC), `at_ms`, `notes` (strings), and `control_points`,
+//! one per control point of the topology in file order, with the fields of
+//! the admin API's control point (`name`, `service`, `state` (`FORWARD` or
+//! `STORE`), `replaying`, `epoch`, `since`, `since_ms`, `cause`
+//! (`initial`, `trigger`, `operator`, `auto-resume`, `replay-caught-up`),
+//! `by`, `trigger` (null or `{request_id, instance, operation, rule,
+//! chain: [{type, message}]}`), `stored_backlog`, `replay` (null, or while
+//! replaying `{partitions, caught_up}`), `failed` (open failed events))
+//! and also `age_seconds`, `stored_topic` and `failed_by_status` (`{open,
+//! discarded, resubmitting, resubmitted}`). Absent values are `null`.
+//!
+//! `stored_backlog` is the number of stored requests not yet replayed: per
+//! partition of the stored topic, its high watermark minus the lowest
+//! replay position of the source partitions stored there. It is exact
+//! when each stored partition holds one source partition (the default
+//! layout), an upper bound otherwise, and 0 once every replay has reached
+//! the end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use serde::Serialize;
+use serde_json::json;
+use sfwd::control::{
+    self, replay_key, CommandKind, CommandPublisher, ControlPoint, ControlTable, Mode, NoOp,
+    Outcome,
+};
+use sfwd::failed::time::{format_age, format_utc};
+use sfwd::failed::{FailedError, FailedEvents, StatusCounts};
+use sfwd::kafka::{self, TopicSpec};
+use sfwd::shutdown::{self, ShutdownTrigger};
+use sfwd::store::MemoryStore;
+use sfwd::topology::{parse_duration, Topology};
+
+use super::operator::{count, run_async, unknown, Failure, Operator, Output, Table, Target};
+
+/// Options of `sfwd control`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Show every control point: state, epoch, since when, why and by whom,
+    /// the last trigger, stored backlog, replay progress, failed events.
+    Status(StatusArgs),
+    /// Switch a control point to STORE: every instance parks the requests
+    /// of its service in the stored topic.
+    Store(SwitchArgs),
+    /// Switch a control point to FORWARD: its stored requests are replayed
+    /// in order, then its service is invoked again.
+    Forward(SwitchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+struct SwitchArgs {
+    /// The control point (as named in the topology).
+    control_point: String,
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    operator: Operator,
+    /// How long to wait for the control writer to apply the command
+    /// (`0s`: publish and return).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    wait: Duration,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+        .ok_or_else(|| format!("`{s}` is not a duration: write e.g. `500ms`, `10s`, `2m`"))
+}
+
+/// Runs `sfwd control …`.
+pub fn run(args: Args) -> std::process::ExitCode {
+    run_async(async move {
+        match args.command {
+            Command::Status(a) => status(a).await,
+            Command::Store(a) => switch(a, Mode::Store).await,
+            Command::Forward(a) => switch(a, Mode::Forward).await,
+        }
+    })
+}
+
+/// How long to wait for the control topic to be read to its end.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control table of an application, read from its control topic and
+/// kept up to date until dropped.
+struct Control {
+    table: ControlTable,
+    stop: ShutdownTrigger,
+    /// The control topics did not exist: nothing was ever changed.
+    fresh: bool,
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.stop.fire();
+    }
+}
+
+/// A consumer for metadata and watermarks only.
+fn probe(topology: &Topology) -> Result<BaseConsumer, Failure> {
+    let base = kafka::client_config(&topology.kafka);
+    kafka::reader_config(&base, &reader_name(topology), "probe")
+        .create()
+        .map_err(|e| Failure::failed(format!("creating a Kafka client: {e}")))
+}
+
+fn reader_name(topology: &Topology) -> String {
+    format!(
+        "{}.operator.{}.{}",
+        topology.application,
+        std::process::id(),
+        sfwd::clock::now_ms()
+    )
+}
+
+fn kafka_failure(topology: &Topology, what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::failed(format!(
+        "{what} on {}: {e} (is the broker reachable? check --bootstrap / SFWD_BOOTSTRAP and the topology's kafka settings)",
+        topology.kafka.bootstrap
+    ))
+}
+
+/// Reads the control and replay topics to their end.
+async fn load_control(topology: &Topology, probe: &BaseConsumer) -> Result<Control, Failure> {
+    let table = ControlTable::open(
+        Arc::new(MemoryStore::default()),
+        &topology.control_topic(),
+        &topology.replay_topic(),
+    )
+    .map_err(|e| Failure::failed(e.to_string()))?;
+    let (stop, listener) = shutdown::channel();
+    let mut exists = true;
+    for topic in [topology.control_topic(), topology.replay_topic()] {
+        let n = kafka::partition_count(probe, &topic, METADATA_TIMEOUT)
+            .map_err(|e| kafka_failure(topology, &format!("reading the metadata of {topic}"), e))?;
+        exists &= n.is_some();
+    }
+    if !exists {
+        table.mark_ready();
+        return Ok(Control {
+            table,
+            stop,
+            fresh: true,
+        });
+    }
+    let base = kafka::client_config(&topology.kafka);
+    let config = kafka::reader_config(&base, &reader_name(topology), "control");
+    let mut reader = tokio::spawn(control::run_reader(config, table.clone(), listener));
+    tokio::select! {
+        _ = table.wait_ready() => {}
+        joined = &mut reader => {
+            let why = match joined {
+                Ok(Ok(())) => "stopped".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(kafka_failure(topology, "reading the control topic", why));
+        }
+        _ = tokio::time::sleep(LOAD_TIMEOUT) => {
+            stop.fire();
+            return Err(kafka_failure(
+                topology,
+                &format!("reading {}", topology.control_topic()),
+                format!("not read to its end within {}s", LOAD_TIMEOUT.as_secs()),
+            ));
+        }
+    }
+    Ok(Control {
+        table,
+        stop,
+        fresh: false,
+    })
+}
+
+/// One control point as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct PointStatus {
+    name: String,
+    service: String,
+    state: &'static str,
+    replaying: bool,
+    epoch: u64,
+    since: Option<String>,
+    since_ms: Option<i64>,
+    age_seconds: Option<i64>,
+    cause: &'static str,
+    by: Option<String>,
+    trigger: Option<TriggerStatus>,
+    stored_topic: String,
+    stored_backlog: Option<u64>,
+    replay: Option<ReplayStatus>,
+    failed: Option<usize>,
+    failed_by_status: Option<FailedCounts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct TriggerStatus {
+    request_id: String,
+    instance: String,
+    operation: String,
+    rule: String,
+    chain: sfwd::rules::ExceptionChain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct ReplayStatus {
+    partitions: usize,
+    caught_up: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct FailedCounts {
+    open: usize,
+    discarded: usize,
+    resubmitting: usize,
+    resubmitted: usize,
+}
+
+impl From<StatusCounts> for FailedCounts {
+    fn from(c: StatusCounts) -> Self {
+        FailedCounts {
+            open: c.open,
+            discarded: c.discarded,
+            resubmitting: c.resubmitting,
+            resubmitted: c.resubmitted,
+        }
+    }
+}
+
+/// Everything `status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Status {
+    application: String,
+    bootstrap: String,
+    at: String,
+    at_ms: i64,
+    control_points: Vec<PointStatus>,
+    notes: Vec<String>,
+}
+
+/// Where the stored requests of each control point are, and how far
+/// their replays have got.
+struct Layouts {
+    layouts: HashMap<String, sfwd::admin::StoredLayout>,
+    stored_exists: HashMap<String, bool>,
+}
+
+fn layouts(topology: &Topology, probe: &BaseConsumer) -> Result<Layouts, Failure> {
+    let count = |topic: &str| {
+        kafka::partition_count(probe, topic, METADATA_TIMEOUT)
+            .map_err(|e| kafka_failure(topology, &format!("reading the metadata of {topic}"), e))
+    };
+    let mut requests = HashMap::new();
+    for topic in topology.request_topics() {
+        if let Some(n) = count(topic)? {
+            requests.insert(topic.to_string(), n);
+        }
+    }
+    let mut stored = HashMap::new();
+    let mut stored_exists = HashMap::new();
+    for (_, sf) in topology.control_points() {
+        let n = count(&topology.stored_topic(&sf.control_point))?;
+        stored_exists.insert(sf.control_point.clone(), n.is_some());
+        stored.insert(sf.control_point.clone(), n.unwrap_or(0));
+    }
+    Ok(Layouts {
+        layouts: sfwd::admin::layouts(topology, &requests, &stored),
+        stored_exists,
+    })
+}
+
+/// The stored backlog of a control point (see the module docs).
+fn backlog(
+    topology: &Topology,
+    probe: &BaseConsumer,
+    layouts: &Layouts,
+    table: &ControlTable,
+    cp: &str,
+) -> Result<Option<u64>, Failure> {
+    let (Some(layout), Some(true)) = (layouts.layouts.get(cp), layouts.stored_exists.get(cp))
+    else {
+        return Ok(Some(0));
+    };
+    let mut marks = Vec::new();
+    for p in 0..layout.partitions {
+        let m = probe
+            .fetch_watermarks(&layout.topic, p, METADATA_TIMEOUT)
+            .map_err(|e| {
+                kafka_failure(
+                    topology,
+                    &format!("reading the offsets of {} partition {p}", layout.topic),
+                    e,
+                )
+            })?;
+        marks.push(m);
+    }
+    Ok(Some(sfwd::admin::backlog(layout, &marks, |t, p| {
+        table.replay_progress(&replay_key(cp, t, p))
+    })))
+}
+
+/// What a control point's status is computed from.
+struct Sources<'a> {
+    topology: &'a Topology,
+    layouts: &'a Layouts,
+    table: &'a ControlTable,
+    now: i64,
+}
+
+impl Sources<'_> {
+    fn point(
+        &self,
+        service: &str,
+        state: ControlPoint,
+        stored_backlog: Option<u64>,
+        failed: Option<StatusCounts>,
+    ) -> PointStatus {
+        point_status(self, service, state, stored_backlog, failed)
+    }
+}
+
+fn point_status(
+    src: &Sources<'_>,
+    service: &str,
+    state: ControlPoint,
+    stored_backlog: Option<u64>,
+    failed: Option<StatusCounts>,
+) -> PointStatus {
+    let (topology, table, now) = (src.topology, src.table, src.now);
+    let changed = state.epoch > 0;
+    let replay = match (state.replaying, src.layouts.layouts.get(&state.name)) {
+        (true, Some(layout)) => Some(ReplayStatus {
+            partitions: layout.sources.len(),
+            caught_up: layout
+                .sources
+                .iter()
+                .filter(|(t, p)| {
+                    table
+                        .replay_progress(&replay_key(&state.name, t, *p))
+                        .done_epoch
+                        >= state.epoch as i64
+                })
+                .count(),
+        }),
+        _ => None,
+    };
+    PointStatus {
+        service: service.to_string(),
+        state: state.mode.as_str(),
+        replaying: state.replaying,
+        epoch: state.epoch,
+        since: changed.then(|| format_utc(state.since_ms)),
+        since_ms: changed.then_some(state.since_ms),
+        age_seconds: changed.then(|| ((now - state.since_ms) / 1000).max(0)),
+        cause: state.cause.as_str(),
+        by: changed.then(|| state.by.clone()),
+        trigger: state.trigger.map(|t| TriggerStatus {
+            request_id: t.request_id,
+            instance: t.instance,
+            operation: format!("{}.{}", t.interface, t.operation),
+            rule: t.rule,
+            chain: t.chain,
+        }),
+        stored_topic: topology.stored_topic(&state.name),
+        stored_backlog,
+        replay,
+        failed: failed.map(|c| c.open),
+        failed_by_status: failed.map(FailedCounts::from),
+        name: state.name,
+    }
+}
+
+/// Reads everything `status` shows.
+async fn gather(topology: &Topology) -> Result<(Status, Control), Failure> {
+    let probe = probe(topology)?;
+    let control = load_control(topology, &probe).await?;
+    let mut notes = Vec::new();
+    if control.fresh {
+        notes.push(format!(
+            "{} does not exist yet: no `sfwd run` of `{}` has started on this cluster, every control point is FORWARD",
+            topology.control_topic(),
+            topology.application
+        ));
+    }
+    let failed: Option<BTreeMap<String, StatusCounts>> =
+        match FailedEvents::new(topology)?.load().await {
+            Ok(view) => {
+                if view.undecodable() > 0 {
+                    notes.push(format!(
+                        "{} left out: they could not be decoded",
+                        count(view.undecodable(), "failed-event record")
+                    ));
+                }
+                Some(view.counts_by_control_point())
+            }
+            Err(FailedError::NoFailedTopic { .. }) => Some(BTreeMap::new()),
+            Err(e) => {
+                notes.push(format!("failed events not counted: {e}"));
+                None
+            }
+        };
+    let layouts = layouts(topology, &probe)?;
+    let now = sfwd::clock::now_ms();
+    let src = Sources {
+        topology,
+        layouts: &layouts,
+        table: &control.table,
+        now,
+    };
+    let mut points = Vec::new();
+    for (service, sf) in topology.control_points() {
+        let cp = &sf.control_point;
+        let b = backlog(topology, &probe, &layouts, &control.table, cp)?;
+        let counts = failed
+            .as_ref()
+            .map(|f| f.get(cp).copied().unwrap_or_default());
+        points.push(src.point(&service.name, control.table.get(cp), b, counts));
+    }
+    if points.is_empty() {
+        notes.push("the topology declares no store_and_forward block: no control points".into());
+    }
+    Ok((
+        Status {
+            application: topology.application.clone(),
+            bootstrap: topology.kafka.bootstrap.clone(),
+            at: format_utc(now),
+            at_ms: now,
+            control_points: points,
+            notes,
+        },
+        control,
+    ))
+}
+
+async fn status(args: StatusArgs) -> Result<u8, Failure> {
+    let topology = args.target.load()?;
+    let (status, _control) = gather(&topology).await?;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("plain data")
+        ),
+        Output::Table => print!("{}", render_status(&status)),
+    }
+    Ok(0)
+}
+
+fn state_text(state: &str, replaying: bool) -> String {
+    if replaying {
+        format!("{state} (replaying)")
+    } else {
+        state.to_string()
+    }
+}
+
+/// The human form of `status`: a table, then each trigger.
+fn render_status(s: &Status) -> String {
+    let mut table = Table::new(&[
+        "CONTROL POINT",
+        "SERVICE",
+        "STATE",
+        "EPOCH",
+        "SINCE",
+        "CAUSE",
+        "BY",
+        "STORED",
+        "REPLAY",
+        "FAILED",
+    ]);
+    for p in &s.control_points {
+        table.row(vec![
+            p.name.clone(),
+            p.service.clone(),
+            state_text(p.state, p.replaying),
+            p.epoch.to_string(),
+            match p.since_ms {
+                Some(ms) => format!("{} ({} ago)", format_utc(ms), format_age(ms, s.at_ms)),
+                None => "-".into(),
+            },
+            p.cause.to_string(),
+            p.by.clone().unwrap_or_else(|| "-".into()),
+            p.stored_backlog
+                .map_or_else(|| "?".into(), |b| b.to_string()),
+            match p.replay {
+                Some(r) => format!("{}/{} partitions", r.caught_up, r.partitions),
+                None => "-".into(),
+            },
+            p.failed.map_or_else(|| "?".into(), |f| f.to_string()),
+        ]);
+    }
+    let mut out = String::new();
+    if table.len() > 0 {
+        out.push_str(&table.render());
+    }
+    for p in &s.control_points {
+        let Some(t) = &p.trigger else { continue };
+        let which = if p.state == Mode::Store.as_str() {
+            "trigger"
+        } else {
+            "last trigger"
+        };
+        out.push_str(&format!(
+            "\n{}: {which} {} ({} {}) seen by {}\n  rule: {}\n",
+            p.name, t.request_id, p.service, t.operation, t.instance, t.rule
+        ));
+        for (i, e) in t.chain.elements().iter().enumerate() {
+            out.push_str(&format!(
+                "  {}{e}\n",
+                if i == 0 { "chain: " } else { "       " }
+            ));
+        }
+    }
+    if let Some(f) = s
+        .control_points
+        .iter()
+        .find(|p| p.failed.is_some_and(|n| n > 0))
+    {
+        out.push_str(&format!(
+            "\nFAILED is the number of open failed events: `sfwd failed list --control-point {}` lists them.\n",
+            f.name
+        ));
+    }
+    for n in &s.notes {
+        out.push_str(&format!("\nnote: {n}\n"));
+    }
+    out
+}
+
+/// Creates the topics a command needs when no instance has created them
+/// yet, with the same settings `sfwd run` uses.
+async fn ensure_control_topics(topology: &Topology) -> Result<(), Failure> {
+    let k = &topology.kafka;
+    let rf = i32::from(k.replication_factor);
+    let spec = |name: String, partitions: i32, compacted: bool| TopicSpec {
+        name,
+        partitions,
+        replication_factor: rf,
+        compacted,
+    };
+    let specs = [
+        spec(topology.control_topic(), 1, true),
+        spec(topology.commands_topic(), k.partitions as i32, false),
+        spec(topology.replay_topic(), 1, true),
+    ];
+    kafka::ensure_topics(&kafka::client_config(k), &specs)
+        .await
+        .map_err(|e| kafka_failure(topology, "creating the control topics", e))
+}
+
+/// What `store` or `forward` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SwitchResult {
+    /// Already there: nothing published.
+    NoOp,
+    /// Published and applied by the control writer.
+    Applied,
+    /// Published; the control point is where asked, but its latest change
+    /// is another one (a later one, or one that came first).
+    Reached,
+    /// Published; nothing applied it within the wait.
+    Published,
+}
+
+impl SwitchResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            SwitchResult::NoOp => "no-op",
+            SwitchResult::Applied => "applied",
+            SwitchResult::Reached => "reached",
+            SwitchResult::Published => "published",
+        }
+    }
+}
+
+async fn switch(args: SwitchArgs, wanted: Mode) -> Result<u8, Failure> {
+    let topology = args.target.load()?;
+    let cp = args.control_point.as_str();
+    let names: Vec<&str> = topology
+        .control_points()
+        .map(|(_, sf)| sf.control_point.as_str())
+        .collect();
+    let Some(service) = topology
+        .control_points()
+        .find(|(_, sf)| sf.control_point == cp)
+        .map(|(s, _)| s.name.clone())
+    else {
+        return Err(unknown("control point", cp, &names));
+    };
+    let kind = match wanted {
+        Mode::Store => CommandKind::Store,
+        Mode::Forward => CommandKind::Forward,
+    };
+    let issuer = args.operator.issuer();
+    let probe = probe(&topology)?;
+    let control = load_control(&topology, &probe).await?;
+    let before = control.table.get(cp);
+
+    let producer: FutureProducer = kafka::producer_config(&kafka::client_config(&topology.kafka))
+        .create()
+        .map_err(|e| Failure::failed(format!("creating a Kafka producer: {e}")))?;
+    let commands = topology.commands_topic();
+    // The state machine says whether there is anything to do.
+    let as_if = sfwd::control::Command {
+        id: String::new(),
+        kind: kind.clone(),
+        observed_epoch: before.epoch,
+        by: issuer.clone(),
+        at_ms: sfwd::clock::now_ms(),
+    };
+    if let Outcome::NoOp(why) = before.clone().apply(&as_if) {
+        let now = sfwd::clock::now_ms();
+        let message = match why {
+            NoOp::AlreadyStoring { epoch, since_ms } => format!(
+                "`{cp}` is already storing (epoch {epoch}, since {} ({} ago), {} by {}): nothing published",
+                format_utc(since_ms),
+                format_age(since_ms, now),
+                before.cause,
+                before.by
+            ),
+            NoOp::AlreadyForwarding { epoch, replaying } => format!(
+                "`{cp}` is already forwarding (epoch {epoch}{}): nothing published",
+                if replaying { ", replaying its stored requests" } else { "" }
+            ),
+            NoOp::Duplicate { .. } => format!("`{cp}`: {why}; nothing published"),
+        };
+        let report = SwitchReport {
+            wanted,
+            result: SwitchResult::NoOp,
+            message,
+            command_id: None,
+        };
+        report.print(
+            &args, &topology, &service, &before, &before, &control, &probe,
+        )?;
+        return Ok(0);
+    }
+
+    if control.fresh {
+        ensure_control_topics(&topology).await?;
+    }
+    let partitions = kafka::partition_count(&probe, &commands, METADATA_TIMEOUT)
+        .map_err(|e| kafka_failure(&topology, &format!("reading the metadata of {commands}"), e))?
+        .unwrap_or(topology.kafka.partitions as i32);
+    let publisher = CommandPublisher::new(producer, &commands, partitions, &issuer);
+    let command = publisher.command(kind, before.epoch);
+    let mut changes = control.table.subscribe();
+    publisher
+        .publish(cp, &command)
+        .await
+        .map_err(|e| kafka_failure(&topology, &format!("publishing to {commands}"), e))?;
+
+    let deadline = Instant::now() + args.wait;
+    let result = loop {
+        let now = control.table.get(cp);
+        if now.command_id.as_deref() == Some(command.id.as_str()) {
+            break SwitchResult::Applied;
+        }
+        if now.epoch > before.epoch && now.mode == wanted {
+            break SwitchResult::Reached;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || control.fresh {
+            break SwitchResult::Published;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break SwitchResult::Published },
+            _ = tokio::time::sleep(left) => {}
+        }
+    };
+    let after = control.table.get(cp);
+    let was = state_text(before.mode.as_str(), before.replaying);
+    let message = match result {
+        SwitchResult::Applied => format!(
+            "`{cp}` is now {} at epoch {} (was {was} at epoch {}), by {}",
+            state_text(after.mode.as_str(), after.replaying),
+            after.epoch,
+            before.epoch,
+            after.by
+        ),
+        SwitchResult::Reached => format!(
+            "`{cp}` is now {} at epoch {} (was {was} at epoch {}); its latest change: {} by {}",
+            state_text(after.mode.as_str(), after.replaying),
+            after.epoch,
+            before.epoch,
+            after.cause,
+            after.by
+        ),
+        SwitchResult::Published if control.fresh || args.wait.is_zero() => format!(
+            "published `{}` for `{cp}` (command {}); it will be applied when an instance runs",
+            command.kind.name(),
+            command.id
+        ),
+        SwitchResult::Published => format!(
+            "published `{}` for `{cp}` (command {}); no control writer answered within {} — it will be applied when an instance runs",
+            command.kind.name(),
+            command.id,
+            humantime(args.wait)
+        ),
+        SwitchResult::NoOp => unreachable!("handled before publishing"),
+    };
+    let report = SwitchReport {
+        wanted,
+        result,
+        message,
+        command_id: Some(command.id),
+    };
+    report.print(
+        &args, &topology, &service, &before, &after, &control, &probe,
+    )?;
+    Ok(0)
+}
+
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// What `store` or `forward` did, to print.
+struct SwitchReport {
+    wanted: Mode,
+    result: SwitchResult,
+    message: String,
+    command_id: Option<String>,
+}
+
+impl SwitchReport {
+    #[allow(clippy::too_many_arguments)]
+    fn print(
+        &self,
+        args: &SwitchArgs,
+        topology: &Topology,
+        service: &str,
+        before: &ControlPoint,
+        after: &ControlPoint,
+        control: &Control,
+        probe: &BaseConsumer,
+    ) -> Result<(), Failure> {
+        let layouts = layouts(topology, probe)?;
+        let backlog = backlog(topology, probe, &layouts, &control.table, &after.name)?;
+        match args.output {
+            Output::Table => {
+                println!("{}", self.message);
+                if let Some(b) = backlog.filter(|b| *b > 0) {
+                    let what = if after.mode == Mode::Store {
+                        "stored, waiting for `forward`"
+                    } else {
+                        "stored, to replay"
+                    };
+                    println!("{} {what}", count(b as usize, "request"));
+                }
+            }
+            Output::Json => {
+                let src = Sources {
+                    topology,
+                    layouts: &layouts,
+                    table: &control.table,
+                    now: sfwd::clock::now_ms(),
+                };
+                let v = json!({
+                    "control_point": after.name,
+                    "command": match self.wanted { Mode::Store => "store", Mode::Forward => "forward" },
+                    "result": self.result.as_str(),
+                    "message": self.message,
+                    "command_id": self.command_id,
+                    "previous": { "state": before.mode.as_str(), "replaying": before.replaying, "epoch": before.epoch },
+                    "state": src.point(service, after.clone(), backlog, None),
+                });
+                println!("{}", serde_json::to_string_pretty(&v).expect("plain data"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sfwd::control::{Cause, Trigger};
+    use sfwd::rules::{ChainElement, ExceptionChain};
+
+    fn status() -> Status {
+        let now = 1_740_821_400_000;
+        let mut cp = ControlPoint::initial("Eis");
+        cp.mode = Mode::Store;
+        cp.epoch = 1;
+        cp.since_ms = now - 180_000;
+        cp.cause = Cause::Trigger;
+        cp.by = "a".into();
+        cp.trigger = Some(Trigger {
+            request_id: "hr.get/1/12".into(),
+            service: "eis".into(),
+            interface: "Query".into(),
+            operation: "get".into(),
+            chain: ExceptionChain::new(vec![
+                ChainElement::new("ServiceUnavailableException", "POST http://eis: 503"),
+                ChainElement::new("HttpStatusException", "503"),
+            ]),
+            rule: "ServiceUnavailableException".into(),
+            instance: "a".into(),
+        });
+        let layouts = Layouts {
+            layouts: HashMap::new(),
+            stored_exists: HashMap::new(),
+        };
+        let table = ControlTable::open(Arc::new(MemoryStore::default()), "c", "r").unwrap();
+        let counts = StatusCounts {
+            open: 1,
+            ..StatusCounts::default()
+        };
+        let topology = sfwd::topology::check_str(
+            "application: hr\nkafka: { bootstrap: k:9092 }\nservices:\n  eis:\n    binding: { kafka: { topic: out } }\n    store_and_forward: { control_point: Eis }\n    interfaces: { Query: { operations: { get: { topic: hr.get } } } }\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .topology
+        .expect("valid");
+        let src = Sources {
+            topology: &topology,
+            layouts: &layouts,
+            table: &table,
+            now,
+        };
+        let stored = src.point("eis", cp, Some(41), Some(counts));
+        let fresh = src.point(
+            "billing",
+            ControlPoint::initial("Billing"),
+            Some(0),
+            Some(StatusCounts::default()),
+        );
+        Status {
+            application: "hr".into(),
+            bootstrap: "k:9092".into(),
+            at: format_utc(now),
+            at_ms: now,
+            control_points: vec![stored, fresh],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn the_table_shows_every_control_point_and_the_trigger() {
+        let text = render_status(&status());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "CONTROL POINT  SERVICE  STATE    EPOCH  SINCE                          CAUSE    BY  STORED  REPLAY  FAILED"
+        );
+        assert_eq!(
+            lines[1],
+            "Eis            eis      STORE    1      2025-03-01T09:27:00Z (3m ago)  trigger  a   41      -       1"
+        );
+        assert_eq!(
+            lines[2],
+            "Billing        billing  FORWARD  0      -                              initial  -   0       -       0"
+        );
+        assert!(text.contains("Eis: trigger hr.get/1/12 (eis Query.get) seen by a\n  rule: ServiceUnavailableException\n  chain: ServiceUnavailableException: POST http://eis: 503\n         HttpStatusException: 503\n"), "{text}");
+        assert!(text.contains("sfwd failed list --control-point Eis"));
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let v = serde_json::to_value(status()).unwrap();
+        let mut top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        top.sort();
+        assert_eq!(
+            top,
+            [
+                "application",
+                "at",
+                "at_ms",
+                "bootstrap",
+                "control_points",
+                "notes"
+            ]
+        );
+        let cp = &v["control_points"][0];
+        let mut keys: Vec<&str> = cp.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "age_seconds",
+                "by",
+                "cause",
+                "epoch",
+                "failed",
+                "failed_by_status",
+                "name",
+                "replay",
+                "replaying",
+                "service",
+                "since",
+                "since_ms",
+                "state",
+                "stored_backlog",
+                "stored_topic",
+                "trigger"
+            ]
+        );
+        assert_eq!(cp["state"], "STORE");
+        assert_eq!(cp["cause"], "trigger");
+        assert_eq!(cp["age_seconds"], 180);
+        assert_eq!(cp["stored_topic"], "hr.stored.Eis");
+        assert_eq!(cp["trigger"]["request_id"], "hr.get/1/12");
+        assert_eq!(cp["trigger"]["operation"], "Query.get");
+        assert_eq!(
+            cp["trigger"]["chain"][0]["type"],
+            "ServiceUnavailableException"
+        );
+        assert_eq!(cp["failed_by_status"]["open"], 1);
+        let fresh = &v["control_points"][1];
+        assert_eq!(fresh["state"], "FORWARD");
+        assert_eq!(fresh["epoch"], 0);
+        assert!(fresh["since"].is_null() && fresh["by"].is_null() && fresh["trigger"].is_null());
+    }
+}

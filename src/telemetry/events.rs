@@ -1,0 +1,489 @@
+//! Internal events: one struct each, whose `emit()` logs and counts.
+//!
+//! Per-request events log at `trace` (the data path already logs what an
+//! operator needs at `info`); the counters are the aggregate view.
+
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+
+use super::names;
+use crate::bindings::{Invocation, Request};
+use crate::control::{Command, ControlPoint, Mode, Outcome};
+use crate::records::FailedEvent;
+
+/// The `outcome` label of [`names::REQUESTS_TOTAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// An async request the target accepted.
+    Delivered,
+    /// Written to the stored topic.
+    Stored,
+    /// Written to the failed-events topic after an invocation (or replay).
+    Failed,
+    /// A stored request the target accepted during a replay.
+    Replayed,
+    /// A sync request answered (with the target's answer or an error).
+    AnsweredSync,
+    /// Bad input, written to the failed-events topic before any invocation.
+    Rejected,
+}
+
+impl RequestOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Delivered => "delivered",
+            RequestOutcome::Stored => "stored",
+            RequestOutcome::Failed => "failed",
+            RequestOutcome::Replayed => "replayed",
+            RequestOutcome::AnsweredSync => "answered_sync",
+            RequestOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+fn count_request(instance: &str, service: &str, operation: &str, outcome: RequestOutcome) {
+    counter!(
+        names::REQUESTS_TOTAL,
+        "instance_id" => instance.to_string(),
+        "service" => service.to_string(),
+        "operation" => operation.to_string(),
+        "outcome" => outcome.as_str(),
+    )
+    .increment(1);
+}
+
+/// The target accepted a request: delivered (async) or answered (sync).
+#[derive(Debug)]
+pub struct RequestDelivered<'a> {
+    /// The instance that invoked the target.
+    pub instance: &'a str,
+    /// The request.
+    pub request: &'a Request,
+    /// A sync request, whose answer goes back to its reply topic.
+    pub sync: bool,
+}
+
+impl<'a> RequestDelivered<'a> {
+    /// The event for `request`.
+    pub fn new(instance: &'a str, request: &'a Request, sync: bool) -> Self {
+        RequestDelivered {
+            instance,
+            request,
+            sync,
+        }
+    }
+
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let r = self.request;
+        tracing::trace!(request_id = %r.request_id, service = %r.service, operation = %r.operation, sync = self.sync, "request delivered");
+        let outcome = if self.sync {
+            RequestOutcome::AnsweredSync
+        } else {
+            RequestOutcome::Delivered
+        };
+        count_request(self.instance, &r.service, &r.operation, outcome);
+    }
+}
+
+/// A sync request was answered with an error: its target failed, or its
+/// control point is storing.
+#[derive(Debug)]
+pub struct SyncRequestRefused<'a> {
+    /// The instance that answered.
+    pub instance: &'a str,
+    /// The request.
+    pub request: &'a Request,
+}
+
+impl<'a> SyncRequestRefused<'a> {
+    /// The event for `request`.
+    pub fn new(instance: &'a str, request: &'a Request) -> Self {
+        SyncRequestRefused { instance, request }
+    }
+
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let r = self.request;
+        tracing::trace!(request_id = %r.request_id, service = %r.service, operation = %r.operation, "sync request answered with an error");
+        count_request(
+            self.instance,
+            &r.service,
+            &r.operation,
+            RequestOutcome::AnsweredSync,
+        );
+    }
+}
+
+/// A request was written to its control point's stored topic.
+#[derive(Debug)]
+pub struct RequestStored<'a> {
+    /// The instance that stored it.
+    pub instance: &'a str,
+    /// The request.
+    pub request: &'a Request,
+    /// Its control point.
+    pub control_point: &'a str,
+}
+
+impl<'a> RequestStored<'a> {
+    /// The event for `request`.
+    pub fn new(instance: &'a str, request: &'a Request, control_point: &'a str) -> Self {
+        RequestStored {
+            instance,
+            request,
+            control_point,
+        }
+    }
+
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let r = self.request;
+        tracing::trace!(request_id = %r.request_id, control_point = %self.control_point, "request stored");
+        count_request(self.instance, &r.service, &r.operation, RequestOutcome::Stored);
+        counter!(
+            names::STORED_TOTAL,
+            "instance_id" => self.instance.to_string(),
+            "control_point" => self.control_point.to_string(),
+        )
+        .increment(1);
+    }
+}
+
+/// A stored request was delivered by a replay.
+#[derive(Debug)]
+pub struct RequestReplayed<'a> {
+    /// The instance that replayed it.
+    pub instance: &'a str,
+    /// The request.
+    pub request: &'a Request,
+    /// Its control point.
+    pub control_point: &'a str,
+}
+
+impl<'a> RequestReplayed<'a> {
+    /// The event for `request`.
+    pub fn new(instance: &'a str, request: &'a Request, control_point: &'a str) -> Self {
+        RequestReplayed {
+            instance,
+            request,
+            control_point,
+        }
+    }
+
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let r = self.request;
+        tracing::trace!(request_id = %r.request_id, control_point = %self.control_point, "stored request replayed");
+        count_request(
+            self.instance,
+            &r.service,
+            &r.operation,
+            RequestOutcome::Replayed,
+        );
+        counter!(
+            names::REPLAYED_TOTAL,
+            "instance_id" => self.instance.to_string(),
+            "control_point" => self.control_point.to_string(),
+        )
+        .increment(1);
+    }
+}
+
+/// A request is on its way to the failed-events topic. Bad input (no
+/// service) counts as `rejected`, everything else as `failed`.
+#[derive(Debug)]
+pub struct RequestFailed<'a> {
+    /// The instance that wrote it.
+    pub instance: &'a str,
+    /// The failed event.
+    pub event: &'a FailedEvent,
+}
+
+impl<'a> RequestFailed<'a> {
+    /// The event for `event`.
+    pub fn new(instance: &'a str, event: &'a FailedEvent) -> Self {
+        RequestFailed { instance, event }
+    }
+
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let e = self.event;
+        let service = e.service.as_deref().unwrap_or("");
+        let operation = e.operation.as_deref().unwrap_or("");
+        tracing::debug!(request_id = %e.request_id, service, operation, reason = e.reason.as_str(), "request sent to the failed events");
+        let outcome = if e.service.is_some() {
+            RequestOutcome::Failed
+        } else {
+            RequestOutcome::Rejected
+        };
+        count_request(self.instance, service, operation, outcome);
+        counter!(
+            names::FAILED_TOTAL,
+            "instance_id" => self.instance.to_string(),
+            "service" => service.to_string(),
+            "reason" => e.reason.as_str(),
+        )
+        .increment(1);
+    }
+}
+
+/// A target invocation ended (after its retries).
+#[derive(Debug)]
+pub struct TargetCalled<'a> {
+    /// The instance that called.
+    pub instance: &'a str,
+    /// The service called.
+    pub service: &'a str,
+    /// The last attempt succeeded.
+    pub ok: bool,
+    /// How long the invocation took, retries and backoff included.
+    pub elapsed: Duration,
+}
+
+impl<'a> TargetCalled<'a> {
+    /// The event for an invocation of `request` begun at `started`.
+    pub fn new(
+        instance: &'a str,
+        request: &'a Request,
+        invocation: &Invocation,
+        started: Instant,
+    ) -> Self {
+        TargetCalled {
+            instance,
+            service: &request.service,
+            ok: invocation.result.is_ok(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let outcome = if self.ok { "ok" } else { "error" };
+        tracing::trace!(service = %self.service, outcome, elapsed_ms = self.elapsed.as_millis() as u64, "target called");
+        histogram!(
+            names::TARGET_CALL_SECONDS,
+            "instance_id" => self.instance.to_string(),
+            "service" => self.service.to_string(),
+            "outcome" => outcome,
+        )
+        .record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// This instance's control writer decided on a command.
+#[derive(Debug)]
+pub struct ControlCommandDecided<'a> {
+    /// The instance whose writer decided.
+    pub instance: &'a str,
+    /// The control point.
+    pub control_point: &'a str,
+    /// The command.
+    pub command: &'a Command,
+    /// What applying it did.
+    pub outcome: &'a Outcome,
+}
+
+impl<'a> ControlCommandDecided<'a> {
+    /// The event for `command` on `control_point`.
+    pub fn new(
+        instance: &'a str,
+        control_point: &'a str,
+        command: &'a Command,
+        outcome: &'a Outcome,
+    ) -> Self {
+        ControlCommandDecided {
+            instance,
+            control_point,
+            command,
+            outcome,
+        }
+    }
+
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let outcome = match self.outcome {
+            Outcome::Applied { .. } => "applied",
+            Outcome::NoOp(_) => "no-op",
+            Outcome::Refused(_) => "refused",
+        };
+        tracing::trace!(control_point = %self.control_point, command = self.command.kind.name(), by = %self.command.by, outcome, "control command decided");
+        counter!(
+            names::CONTROL_COMMANDS_TOTAL,
+            "instance_id" => self.instance.to_string(),
+            "control_point" => self.control_point.to_string(),
+            "command" => self.command.kind.name(),
+            "outcome" => outcome,
+        )
+        .increment(1);
+    }
+}
+
+/// The value of [`names::CONTROL_POINT_STATE`] for a state.
+pub fn state_value(state: &ControlPoint) -> f64 {
+    match (state.mode, state.replaying) {
+        (Mode::Forward, false) => 0.0,
+        (Mode::Store, _) => 1.0,
+        (Mode::Forward, true) => 2.0,
+    }
+}
+
+/// The `state` label for a state: `forward`, `store` or `replaying`.
+pub fn state_label(state: &ControlPoint) -> &'static str {
+    match (state.mode, state.replaying) {
+        (Mode::Forward, false) => "forward",
+        (Mode::Store, _) => "store",
+        (Mode::Forward, true) => "replaying",
+    }
+}
+
+/// This instance's control table holds a control point's state (set again
+/// periodically, so the gauges stay while nothing changes).
+#[derive(Debug)]
+pub struct ControlStateHeld<'a> {
+    /// The instance.
+    pub instance: &'a str,
+    /// The state held.
+    pub state: &'a ControlPoint,
+}
+
+impl ControlStateHeld<'_> {
+    /// Sets the state and epoch gauges.
+    pub fn emit(self) {
+        let labels = [
+            ("instance_id", self.instance.to_string()),
+            ("control_point", self.state.name.clone()),
+        ];
+        gauge!(names::CONTROL_POINT_STATE, &labels).set(state_value(self.state));
+        gauge!(names::CONTROL_POINT_EPOCH, &labels).set(self.state.epoch as f64);
+    }
+}
+
+/// This instance's control table applied a new state of a control point
+/// while running; from now on its partitions act on it.
+#[derive(Debug)]
+pub struct ControlStateChanged<'a> {
+    /// The instance.
+    pub instance: &'a str,
+    /// The new state.
+    pub state: &'a ControlPoint,
+    /// Milliseconds since the Unix epoch, now.
+    pub now_ms: i64,
+}
+
+impl ControlStateChanged<'_> {
+    /// How long after the change this instance applied it (0 when the
+    /// clocks disagree the other way).
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis((self.now_ms - self.state.since_ms).max(0) as u64)
+    }
+
+    /// Logs it, sets the gauges and records the delay.
+    pub fn emit(self) {
+        let delay = self.delay();
+        let s = self.state;
+        tracing::debug!(control_point = %s.name, mode = %s.mode, replaying = s.replaying, epoch = s.epoch, cause = %s.cause, by = %s.by, delay_ms = delay.as_millis() as u64, "control state change applied");
+        histogram!(
+            names::STATE_CHANGE_TO_ACT_SECONDS,
+            "instance_id" => self.instance.to_string(),
+            "control_point" => s.name.clone(),
+            "state" => state_label(s),
+        )
+        .record(delay.as_secs_f64());
+        ControlStateHeld {
+            instance: self.instance,
+            state: s,
+        }
+        .emit();
+    }
+}
+
+/// Whether the instance has loaded the control state.
+#[derive(Debug)]
+pub struct InstanceReady<'a> {
+    /// The instance.
+    pub instance: &'a str,
+    /// Loaded.
+    pub ready: bool,
+}
+
+impl InstanceReady<'_> {
+    /// Sets the ready gauge.
+    pub fn emit(self) {
+        gauge!(names::INSTANCE_READY, "instance_id" => self.instance.to_string())
+            .set(if self.ready { 1.0 } else { 0.0 });
+    }
+}
+
+/// librdkafka's periodic statistics of the request consumer. The client id
+/// of sfwd's consumers is the instance id.
+#[derive(Debug)]
+pub struct ConsumerStatistics<'a> {
+    /// The statistics.
+    pub statistics: &'a rdkafka::Statistics,
+}
+
+impl<'a> ConsumerStatistics<'a> {
+    /// The event for `statistics`.
+    pub fn new(statistics: &'a rdkafka::Statistics) -> Self {
+        ConsumerStatistics { statistics }
+    }
+
+    /// Sets the lag of every partition the consumer fetches, and the number
+    /// of brokers it is connected to.
+    pub fn emit(self) {
+        let s = self.statistics;
+        let instance = s.client_id.clone();
+        let up = s.brokers.values().filter(|b| b.state == "UP").count();
+        gauge!(names::KAFKA_BROKERS_UP, "instance_id" => instance.clone()).set(up as f64);
+        for (topic, t) in &s.topics {
+            for (id, p) in &t.partitions {
+                // -1 is librdkafka's internal partition, and a lag of -1 a
+                // partition this consumer does not fetch.
+                if *id < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                gauge!(
+                    names::KAFKA_CONSUMER_LAG,
+                    "instance_id" => instance.clone(),
+                    "topic" => topic.clone(),
+                    "partition" => id.to_string(),
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
+        tracing::trace!(instance = %instance, brokers_up = up, "consumer statistics");
+    }
+}
+
+/// Cheap health numbers of the local store.
+#[derive(Debug)]
+pub struct StoreHealth<'a> {
+    /// The instance.
+    pub instance: &'a str,
+    /// Background errors since the store was opened.
+    pub background_errors: Option<u64>,
+    /// Background errors at the last look.
+    pub errors_before: u64,
+    /// Estimated live data, bytes.
+    pub live_bytes: Option<u64>,
+}
+
+impl StoreHealth<'_> {
+    /// Sets the store gauges; new background errors are logged as an
+    /// error, since someone must look at the disk.
+    pub fn emit(self) {
+        let instance = self.instance.to_string();
+        if let Some(n) = self.background_errors {
+            if n > self.errors_before {
+                tracing::error!(background_errors = n, "the local store reports background errors: check the disk of the data directory");
+            }
+            gauge!(names::STORE_BACKGROUND_ERRORS, "instance_id" => instance.clone()).set(n as f64);
+        }
+        if let Some(n) = self.live_bytes {
+            gauge!(names::STORE_LIVE_BYTES, "instance_id" => instance).set(n as f64);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The admin HTTP server of a running `sfwd run`, against a real broker:
+//! health and readiness, the control-point API with operator store and
+//! forward, and Prometheus metrics that move as requests flow.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::admin::{get, get_json, metric, post_json, App};
+use sfwd::target_sim::{Mode, TargetSim};
+
+/// Scrapes `/metrics` until `check` holds, or panics with the last scrape.
+async fn scrape_until(base: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, text) = get(&format!("{base}/metrics")).await;
+        assert_eq!(status, 200);
+        if check(&text) {
+            return text;
+        }
+        if Instant::now() > deadline {
+            panic!("metrics never showed {what}:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_shows_control_points_and_takes_operator_commands() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = App::new("admin-api", &sim).await;
+    let (mut a, base) = app.start("a");
+
+    let (status, v) = get_json(&format!("{base}/healthz")).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("ok")));
+    let (status, v) = get_json(&format!("{base}/readyz")).await;
+    assert_eq!((status, v["instance"].as_str()), (200, Some("a")));
+    let (status, html) = get(&format!("{base}/")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<dialog"));
+
+    let (status, v) = get_json(&format!("{base}/api/control-points")).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["instance"], "a");
+    assert_eq!(v["ready"], true);
+    let eis = &v["control_points"][0];
+    assert_eq!(eis["name"], "Eis");
+    assert_eq!(eis["service"], "eis");
+    assert_eq!(eis["state"], "FORWARD");
+    assert_eq!(eis["epoch"], 0);
+    assert_eq!(eis["stored_backlog"], 0, "{v}");
+
+    // Store: published, applied by the control writer, seen in the table.
+    let (status, v) = post_json(
+        &format!("{base}/api/control-points/Eis/store"),
+        r#"{"operator":"alice"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"], "applied", "{v}");
+    assert_eq!(v["control_point"]["state"], "STORE");
+    assert_eq!(v["control_point"]["epoch"], 1);
+    assert_eq!(v["control_point"]["by"], "operator:alice");
+    a.wait_for("the writer applied it", Duration::from_secs(30), |l| {
+        common::process::message(l) == "control point changed"
+            && common::process::field(l, "by") == "operator:alice"
+    });
+
+    // Requests are stored now; the backlog shows them.
+    app.produce(0, 6).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
+        if v["stored_backlog"] == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "backlog never 6: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Store again: the state machine's no-op, nothing published.
+    let (status, v) = post_json(&format!("{base}/api/control-points/Eis/store"), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["result"], "no-op");
+    assert_eq!(v["message"], "already storing (epoch 1); nothing changed");
+
+    // Unknown names: 404 with a did-you-mean.
+    let (status, v) = post_json(&format!("{base}/api/control-points/Eiss/forward"), "").await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"], "unknown control point `Eiss`");
+    assert_eq!(v["hint"], "did you mean `Eis`?");
+
+    // Forward: the backlog is replayed and drains.
+    let (status, v) = post_json(&format!("{base}/api/control-points/Eis/forward"), "").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"], "applied");
+    assert_eq!(v["control_point"]["by"], "operator:admin-http");
+    sim.wait_for(6, Duration::from_secs(60)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
+        if v["stored_backlog"] == 0 && v["replaying"] == false {
+            assert_eq!(v["state"], "FORWARD");
+            assert_eq!(v["cause"], "replay-caught-up");
+            break;
+        }
+        assert!(Instant::now() < deadline, "replay never caught up: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let (status, v) = get_json(&format!("{base}/api/nope")).await;
+    assert_eq!(status, 404);
+    assert!(v["error"].as_str().is_some() && v.get("hint").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_move_as_requests_flow() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = App::new("admin-metrics", &sim).await;
+    let (_a, base) = app.start("m");
+    let me = ("instance_id", "m");
+
+    let text = scrape_until(&base, "the instance ready", |t| {
+        metric(t, "sfwd_instance_ready", &[me]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "sfwd_control_point_state",
+            &[me, ("control_point", "Eis")]
+        ),
+        0.0
+    );
+
+    // Up: every request delivered, each call timed.
+    app.produce(0, 20).await;
+    sim.wait_for(20, Duration::from_secs(60)).await.unwrap();
+    let delivered = [me, ("service", "eis"), ("operation", "get"), ("outcome", "delivered")];
+    let text = scrape_until(&base, "20 deliveries", |t| {
+        metric(t, "sfwd_requests_total", &delivered) == 20.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "sfwd_target_call_seconds_count",
+            &[me, ("service", "eis"), ("outcome", "ok")]
+        ),
+        20.0
+    );
+    assert!(text.contains("sfwd_target_call_seconds_bucket{"), "a real histogram");
+
+    // Down: one trigger to the failed events, the rest stored, state STORE.
+    sim.set_mode(Mode::Unavailable);
+    app.produce(20, 10).await;
+    let text = scrape_until(&base, "9 stored and the trigger", |t| {
+        metric(t, "sfwd_stored_total", &[me, ("control_point", "Eis")]) == 9.0
+            && metric(t, "sfwd_failed_total", &[me, ("reason", "store-trigger")]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "sfwd_requests_total",
+            &[me, ("outcome", "stored")]
+        ),
+        9.0
+    );
+    assert_eq!(
+        metric(&text, "sfwd_requests_total", &[me, ("outcome", "failed")]),
+        1.0
+    );
+    let text = scrape_until(&base, "the state gauge at 1 (store)", |t| {
+        metric(t, "sfwd_control_point_state", &[me, ("control_point", "Eis")]) == 1.0
+    })
+    .await;
+    assert!(
+        metric(
+            &text,
+            "sfwd_state_change_to_act_seconds_count",
+            &[me, ("control_point", "Eis"), ("state", "store")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sfwd_control_commands_total",
+            &[me, ("command", "trigger"), ("outcome", "applied")]
+        ),
+        1.0
+    );
+
+    // Forward: the 9 are replayed, then the state is back to 0.
+    sim.set_mode(Mode::Up);
+    let (status, _) = post_json(&format!("{base}/api/control-points/Eis/forward"), "").await;
+    assert_eq!(status, 200);
+    scrape_until(&base, "9 replayed and forwarding", |t| {
+        metric(t, "sfwd_replayed_total", &[me, ("control_point", "Eis")]) == 9.0
+            && metric(t, "sfwd_control_point_state", &[me, ("control_point", "Eis")]) == 0.0
+    })
+    .await;
+
+    // librdkafka's statistics: the lag of each owned partition, drained.
+    let topic = format!("{}.get", app.name);
+    scrape_until(&base, "the consumer lag of every partition at 0", |t| {
+        (0..3).all(|p| {
+            let labels = [me, ("topic", topic.as_str()), ("partition", &p.to_string())];
+            t.lines().any(|l| {
+                l.starts_with("sfwd_kafka_consumer_lag{")
+                    && labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            }) && metric(t, "sfwd_kafka_consumer_lag", &labels) == 0.0
+        }) && metric(t, "sfwd_kafka_brokers_up", &[me]) >= 1.0
+    })
+    .await;
+}

@@ -1,0 +1,311 @@
+//! The web page in a real headless Chromium, driven over the Chrome
+//! DevTools Protocol: during an outage it shows the control point storing
+//! with its backlog; a click on Forward (confirmed in the dialog) switches
+//! it back, and the page shows the state change and the backlog draining
+//! while the target receives the stored requests.
+//!
+//! Needs the Debian package `chromium` (`./dev test` installs it), or a
+//! Chromium binary named by `SFWD_CHROMIUM`. Set `SFWD_SCREENSHOT_DIR` to
+//! keep screenshots of the page before and after the click.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::admin::{get_json, App};
+use serde_json::{json, Value};
+use sfwd::target_sim::{Mode, TargetSim};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// The Chromium binary: `SFWD_CHROMIUM`, else `chromium` on the `PATH`.
+fn chromium_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SFWD_CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "this test needs headless Chromium and found no `chromium` on the PATH: run \
+             `./dev test` (it installs the Debian package `chromium`), or `apt-get install \
+             chromium`, or set SFWD_CHROMIUM to a Chromium binary"
+        )
+    })
+}
+
+/// A headless Chromium showing one page, and a DevTools connection to it.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    page: WebSocket<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Browser {
+    fn open(url: &str) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(chromium_binary())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1400,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        // Chromium says where its DevTools endpoint is on stderr.
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                if let Some(ws) = line.strip_prefix("DevTools listening on ") {
+                    let _ = tx.send(ws.trim().to_string());
+                }
+            }
+        });
+        let browser_ws = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("chromium announced its DevTools endpoint");
+        let host = browser_ws
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        // The page target opened for `url`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let page_ws = loop {
+            let list = http_get_json(&host, "/json/list");
+            let page = list.as_array().and_then(|targets| {
+                targets.iter().find(|t| {
+                    t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url))
+                })
+            });
+            if let Some(ws) = page.and_then(|p| p["webSocketDebuggerUrl"].as_str()) {
+                break ws.to_string();
+            }
+            assert!(Instant::now() < deadline, "no page target: {list}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (page, _) = tungstenite::connect(page_ws.as_str()).expect("connect to the page");
+        Browser {
+            child,
+            _profile: profile,
+            page,
+            next_id: 0,
+        }
+    }
+
+    /// Calls a DevTools method and returns its result, skipping events.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = json!({ "id": id, "method": method, "params": params });
+        self.page
+            .send(Message::text(request.to_string()))
+            .expect("send to chromium");
+        loop {
+            let message = self.page.read().expect("read from chromium");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            if v["id"] == id {
+                if let Some(e) = v.get("error") {
+                    panic!("{method}: {e}");
+                }
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates a JavaScript expression in the page and returns its value.
+    fn eval(&mut self, expression: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+        );
+        if let Some(e) = r.get("exceptionDetails") {
+            panic!("`{expression}` threw: {e}");
+        }
+        r["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` until it is `true`; panics after `timeout`
+    /// with the page's text.
+    fn wait_until(&mut self, what: &str, timeout: Duration, expression: &str) {
+        let deadline = Instant::now() + timeout;
+        while self.eval(expression) != Value::Bool(true) {
+            if Instant::now() > deadline {
+                let text = self.eval("document.body.innerText");
+                panic!("the page never showed {what}; it shows:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Saves a PNG of the page into `SFWD_SCREENSHOT_DIR`, if set.
+    fn screenshot(&mut self, name: &str) {
+        let Some(dir) = std::env::var_os("SFWD_SCREENSHOT_DIR") else {
+            return;
+        };
+        let r = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = decode_base64(r["data"].as_str().unwrap());
+        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET on the DevTools HTTP endpoint at `host` (`host:port`), as JSON.
+fn http_get_json(host: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let clean: Vec<u8> = text.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, c)| n | (value(*c) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// JavaScript: the text of a field of the `Eis` row.
+fn field(name: &str) -> String {
+    format!(r#"(document.querySelector('tr[data-cp="Eis"] [data-field="{name}"]') || {{}}).textContent || """#)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_from_the_page_replays_the_backlog() {
+    let chromium = chromium_binary();
+    assert!(chromium.exists(), "{}", chromium.display());
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = App::new("webpage", &sim).await;
+    let (_instance, base) = app.start("w");
+
+    // An outage: the first request triggers the store, the others are stored.
+    sim.set_mode(Mode::Unavailable);
+    app.produce(0, 12).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
+        if v["state"] == "STORE" && v["stored_backlog"] == 11 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never 11 stored: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    sim.set_mode(Mode::Up);
+    let received_before = sim.received().len();
+
+    let url = format!("{base}/");
+    let page = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::open(&url);
+        b.wait_until(
+            "Eis storing with 11 stored requests",
+            Duration::from_secs(30),
+            &format!(
+                r#"({state}).includes("STORE") && ({backlog}).includes("11 requests")"#,
+                state = field("state"),
+                backlog = field("backlog"),
+            ),
+        );
+        let trigger = b.eval(&field("trigger"));
+        assert!(
+            trigger
+                .as_str()
+                .is_some_and(|t| t.contains("ServiceUnavailableException")),
+            "the trigger's rule is shown: {trigger}"
+        );
+        b.screenshot("storing");
+
+        // Forward, confirmed in the dialog.
+        b.eval(r#"document.querySelector('tr[data-cp="Eis"] button[data-action="forward"]').click()"#);
+        b.wait_until(
+            "the confirmation dialog",
+            Duration::from_secs(5),
+            r#"document.getElementById("confirm").open && document.getElementById("confirm-title").textContent === "Forward Eis?""#,
+        );
+        b.screenshot("confirm");
+        b.eval(r#"document.getElementById("operator").value = "chromium-test""#);
+        b.eval(r#"document.getElementById("confirm-yes").click()"#);
+        b.wait_until(
+            "the command's result",
+            Duration::from_secs(30),
+            r#"document.getElementById("message").textContent.includes("forward Eis: applied")"#,
+        );
+        b.wait_until(
+            "Eis forwarding with the backlog drained",
+            Duration::from_secs(60),
+            &format!(
+                r#"({state}).includes("FORWARD") && ({backlog}).includes("0 requests")"#,
+                state = field("state"),
+                backlog = field("backlog"),
+            ),
+        );
+        let cause = b.eval(&field("cause"));
+        assert!(
+            cause.as_str().is_some_and(|c| c.contains("operator:chromium-test")
+                || c.contains("replay-caught-up")),
+            "{cause}"
+        );
+        b.screenshot("forwarded");
+    });
+    page.await.unwrap();
+
+    // The target received the stored requests.
+    sim.wait_for(received_before + 11, Duration::from_secs(60))
+        .await
+        .expect("the 11 stored requests delivered");
+    assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
+}
