@@ -54,6 +54,12 @@ struct Topics {
 
 /// Runs an instance until `shutdown` fires or a task fails.
 pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<()> {
+    if options.topology.kafka.exactly_once {
+        bail!(
+            "`kafka.exactly_once: true` asks for Kafka transactions, which this version of sfwd does not offer; \
+             remove it: outputs are at least once, and duplicates are recognised by request id (README, \"Guarantees\")"
+        );
+    }
     let topology = Arc::new(options.topology.clone());
     let instance = options.instance_id.clone();
     let metrics = crate::telemetry::install();

@@ -44,6 +44,29 @@ impl CommandPublisher {
         }
     }
 
+    /// A publisher for `topic`, with its partition count read from the
+    /// cluster (the topic must exist).
+    pub fn discover(
+        producer: FutureProducer,
+        topic: &str,
+        issuer: &str,
+    ) -> Result<Self, KafkaError> {
+        use rdkafka::producer::Producer;
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len() as i32)
+            .filter(|n| *n > 0)
+            .ok_or(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ))?;
+        Ok(Self::new(producer, topic, partitions, issuer))
+    }
+
     /// Who the commands are from.
     pub fn issuer(&self) -> &str {
         &self.issuer

@@ -140,6 +140,20 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
                     consumer.store_offset(&s.commands_topic, partition, offset)?;
                     continue;
                 };
+                let expected = command_partition(&cp, s.command_partitions);
+                if partition != expected {
+                    // Its order with the control point's other commands is
+                    // unknown: applying it could undo a later decision.
+                    tracing::error!(
+                        control_point = %cp,
+                        partition,
+                        expected,
+                        by = %command.by,
+                        "ignored a command published to the wrong partition of the commands topic; publish with sfwd's partitioner (FNV-1a of the control point name)"
+                    );
+                    consumer.store_offset(&s.commands_topic, partition, offset)?;
+                    continue;
+                }
                 let (state, generation) = current
                     .entry(cp.clone())
                     .or_insert_with(|| s.table.get_with_generation(&cp).unwrap_or_else(|| (ControlPoint::initial(&cp), -1)));

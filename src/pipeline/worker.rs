@@ -14,7 +14,7 @@ use super::route::{header_value, request_id, OpRoute};
 use super::{Context, PipelineContext, PipelineError};
 use crate::bindings::failure::chain_for;
 use crate::bindings::{invoke, Request, Response};
-use crate::control::{replay_key, CommandKind, ControlPoint, Mode, Trigger};
+use crate::control::{replay_key, Cause, CommandKind, ControlPoint, Mode, Trigger};
 use crate::records::{
     AvroRecord, FailedEvent, FailureReason, Header, SourcePosition, StoredRequest,
 };
@@ -169,6 +169,30 @@ impl Worker {
                         )),
                     );
                     return Ok(self.window.push(offset, reply).await?);
+                }
+                if let Some(t) = state
+                    .trigger
+                    .as_ref()
+                    .filter(|t| state.cause == Cause::Trigger && t.request_id == request.request_id)
+                {
+                    // This is the activation's trigger, read again after the
+                    // instance that sent it stopped before writing it: it
+                    // goes to the failed events, never to the stored topic.
+                    let event = self.failed_event(
+                        &request,
+                        Some(&cp),
+                        FailureReason::StoreTrigger,
+                        format!(
+                            "this request's failure activated the store of `{cp}`: rule {}",
+                            t.rule
+                        ),
+                        source,
+                        t.chain.clone(),
+                        Some(t.rule.clone()),
+                        0,
+                    );
+                    let out = self.failed_output(&event);
+                    return Ok(self.window.push(offset, Some(out)).await?);
                 }
                 return self.store(offset, &cp, &state, request, source).await;
             }
