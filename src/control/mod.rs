@@ -10,6 +10,8 @@
 //! to the compacted `<app>.control` topic. Every instance reads that topic
 //! in full into its [`ControlTable`] and acts on each change.
 
+#[cfg(test)]
+mod compaction_tests;
 mod convert;
 mod machine;
 mod publisher;

@@ -83,6 +83,9 @@ struct Inner {
     control_topic: String,
     replay_topic: String,
     states: RwLock<HashMap<String, Entry>>,
+    /// The fencing token of the last record read for each key, accepted or
+    /// not: what compaction will keep.
+    last_seen: RwLock<HashMap<String, i64>>,
     replay: RwLock<HashMap<String, ReplayProgress>>,
     /// Next offset to read per (topic, partition).
     positions: Mutex<HashMap<(String, i32), i64>>,
@@ -130,6 +133,7 @@ impl ControlTable {
                 control_topic: control_topic.to_string(),
                 replay_topic: replay_topic.to_string(),
                 states: RwLock::new(states),
+                last_seen: RwLock::default(),
                 replay: RwLock::new(replay),
                 positions: Mutex::new(positions),
                 store,
@@ -159,6 +163,22 @@ impl ControlTable {
             .unwrap()
             .get(control_point)
             .map(|e| (e.state.clone(), e.generation))
+    }
+
+    /// The fencing token of the last record read for `control_point`,
+    /// whether it was accepted or not.
+    pub fn last_seen_generation(&self, control_point: &str) -> Option<i64> {
+        self.inner
+            .last_seen
+            .read()
+            .unwrap()
+            .get(control_point)
+            .copied()
+    }
+
+    /// The next offset the table will read of `topic`/`partition`.
+    pub fn read_position(&self, topic: &str, partition: i32) -> i64 {
+        self.position(topic, partition)
     }
 
     /// Every control point ever written.
@@ -249,6 +269,11 @@ impl ControlTable {
     pub fn apply_state(&self, record: ControlStateRecord) -> Result<bool, StoreError> {
         let bytes = record.encode().ok();
         let (state, generation) = state_from_record(record);
+        self.inner
+            .last_seen
+            .write()
+            .unwrap()
+            .insert(state.name.clone(), generation);
         let mut states = self.inner.states.write().unwrap();
         if let Some(current) = states.get(&state.name) {
             if generation <= current.generation {

@@ -99,6 +99,20 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
                 }
             },
             _ = tick.tick() => {
+                // A writer that lost ownership may have written after the
+                // valid state: its record would be the one compaction keeps.
+                for state in s.table.all() {
+                    let cp = state.name.clone();
+                    if !owned.contains(&command_partition(&cp, s.command_partitions)) {
+                        continue;
+                    }
+                    let accepted = s.table.get_with_generation(&cp).map(|(_, g)| g);
+                    if needs_repair(accepted, s.table.last_seen_generation(&cp)) {
+                        let (state, generation) = current.get(&cp).cloned().or_else(|| s.table.get_with_generation(&cp)).expect("accepted");
+                        tracing::warn!(control_point = %cp, generation, "a stale control state was written after the current one; writing the current state again");
+                        write_state(&s, &state, generation).await?;
+                    }
+                }
                 // A replay that has finished everywhere ends with a command,
                 // so that it is ordered with the others.
                 for (cp, (state, _)) in &current {
@@ -208,11 +222,12 @@ async fn restore(
     Ok(())
 }
 
+/// Writes `state` to the control topic; returns the record's offset.
 async fn write_state(
     s: &WriterSettings,
     state: &ControlPoint,
     generation: i64,
-) -> Result<(), WriterError> {
+) -> Result<i64, WriterError> {
     let payload = state_to_record(state, generation)
         .encode()
         .expect("a control state always encodes");
@@ -223,10 +238,18 @@ async fn write_state(
     s.producer
         .send(record, Duration::from_secs(30))
         .await
-        .map(|_| ())
+        .map(|delivery| delivery.offset)
         .map_err(|(source, _)| WriterError::Write {
             control_point: state.name.clone(),
             topic: s.control_topic.clone(),
             source,
         })
+}
+
+/// Should the owner write a control point's state again? Yes when the last
+/// record read for it carries a lower fencing token than the state readers
+/// hold: a write from an owner that lost ownership came after the valid
+/// one, and compaction would keep it as the key's only value.
+pub fn needs_repair(accepted: Option<i64>, last_seen: Option<i64>) -> bool {
+    matches!((accepted, last_seen), (Some(a), Some(l)) if l < a)
 }
