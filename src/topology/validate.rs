@@ -52,8 +52,14 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
         }
     }
     let interactions = resolve_interactions(&raw.services, d);
-    let own_topics =
-        [".failed", ".failed-actions", ".control", ".control-commands"].map(|s| format!("{application}{s}"));
+    let own_topics = [
+        ".failed",
+        ".failed-actions",
+        ".control",
+        ".control-commands",
+        ".replay",
+    ]
+    .map(|s| format!("{application}{s}"));
 
     let mut control_points: HashMap<String, Loc> = HashMap::new();
     let mut topic_readers: BTreeMap<String, Vec<TopicReader>> = BTreeMap::new();
@@ -80,7 +86,7 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
                             || t.value.starts_with(&format!("{application}.stored."))
                         {
                             d.error(t.loc, format!("request topic `{}` is one of sfwd's own topics", t.value))
-                                .hint("sfwd writes `<application>.failed`, `.failed-actions`, `.control`, `.control-commands` and `.stored.*`; read requests from another topic");
+                                .hint("sfwd writes `<application>.failed`, `.failed-actions`, `.control`, `.control-commands`, `.replay` and `.stored.*`; read requests from another topic");
                         }
                         topic_readers
                             .entry(t.value.clone())
