@@ -14,6 +14,9 @@
 //! - [`control`] holds the control-point state machine: the single decision
 //!   (first trigger wins, stale commands refused) that every instance of the
 //!   consumer group must agree on. Pure.
+//! - [`failed`] is the failed-event manager: failed events collapsed per
+//!   request id, and operators' resubmit and discard actions, kept on
+//!   `<app>.failed-actions`.
 //! - [`records`] encodes the Avro records that travel through Kafka (stored
 //!   requests, failed events, control commands and states), from the
 //!   schemas in `schemas/`.

@@ -43,16 +43,29 @@ fn chromium_binary() -> PathBuf {
 
 /// A headless Chromium showing one page, and a DevTools connection to it.
 struct Browser {
-    child: Child,
-    _profile: tempfile::TempDir,
     page: WebSocket<MaybeTlsStream<TcpStream>>,
     next_id: u64,
+    _process: Process,
+}
+
+/// The Chromium process and its profile; killed when dropped, whatever
+/// happened.
+struct Process {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Browser {
     fn open(url: &str) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new(chromium_binary())
+        let child = Command::new(chromium_binary())
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -71,8 +84,12 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start chromium");
+        let mut process = Process {
+            child,
+            _profile: profile,
+        };
         // Chromium says where its DevTools endpoint is on stderr.
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let stderr = BufReader::new(process.child.stderr.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stderr.lines() {
@@ -107,11 +124,15 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         };
         let (page, _) = tungstenite::connect(page_ws.as_str()).expect("connect to the page");
+        if let MaybeTlsStream::Plain(stream) = page.get_ref() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+        }
         Browser {
-            child,
-            _profile: profile,
             page,
             next_id: 0,
+            _process: process,
         }
     }
 
@@ -174,26 +195,37 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A GET on the DevTools HTTP endpoint at `host` (`host:port`), as JSON.
 fn http_get_json(host: &str, path: &str) -> Value {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or(Value::Null)
+    // Read until the body has the length the headers announce.
+    let mut response = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())
+                    .flatten()
+            });
+            if n == 0 || length.is_some_and(|len| body.len() >= len) {
+                return serde_json::from_str(body).unwrap_or(Value::Null);
+            }
+        } else if n == 0 {
+            return Value::Null;
+        }
+    }
 }
 
 fn decode_base64(text: &str) -> Vec<u8> {

@@ -38,14 +38,14 @@ impl Target {
                 Ok(t)
             }
             Err(diagnostics) => {
-                let shown: Vec<String> = diagnostics
+                for d in diagnostics
                     .iter()
                     .filter(|d| d.severity == topology::Severity::Error)
-                    .map(|d| d.to_string())
-                    .collect();
+                {
+                    eprintln!("{d}\n");
+                }
                 Err(Failure::usage(format!(
-                    "{}\n\n{} has errors; fix them (`sfwd validate` lists them too)",
-                    shown.join("\n\n"),
+                    "{} has errors (above); fix them (`sfwd validate` lists them too)",
                     self.topology.display()
                 )))
             }
@@ -124,10 +124,12 @@ impl From<sfwd::failed::FailedError> for Failure {
 }
 
 /// Logs go to standard error, warnings and errors only unless `RUST_LOG`
-/// says otherwise: standard output is the command's result.
+/// says otherwise: standard output is the command's result. The Kafka
+/// client's own logs are off (a command's error says what failed);
+/// `RUST_LOG=warn,librdkafka=warn,rdkafka=warn` shows them.
 pub fn init_logging() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rdkafka=error"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,librdkafka=off,rdkafka=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -1,19 +1,19 @@
 //! Reading the failed events and acting on them through Kafka.
 
-use std::collections::HashSet;
-use std::fmt;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
+use super::read::{read_to_end, FailedError, RawRecord, METADATA_TIMEOUT};
+use super::report::{ActionReport, ActionResult, Progress, ResubmitOptions};
 use super::resubmit::resubmission_headers;
-use super::time::format_utc;
-use super::view::{ActionAt, ActionBook, Attempt, AttemptState, FailedEntry, FailedView, Status};
+use super::view::{ActionAt, ActionBook, FailedEntry, FailedView, Status};
 use crate::control::command_partition;
 use crate::kafka::{self, TopicSpec};
 use crate::records::{AvroRecord, FailedAction, FailedActionKind, FailedEvent, SourcePosition};
@@ -22,219 +22,6 @@ use crate::topology::Topology;
 /// How many events one round of a bulk action handles before it reports
 /// progress.
 const CHUNK: usize = 100;
-/// How long a read may go without a record before it gives up.
-const STALL: Duration = Duration::from_secs(30);
-/// Timeout of one metadata or watermark request.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why the failed events could not be read or acted on. Every variant is
-/// about the Kafka cluster (unreachable, topic missing, write refused);
-/// retrying helps once the cluster is reachable.
-#[derive(Debug, thiserror::Error)]
-pub enum FailedError {
-    /// A Kafka request failed.
-    #[error("{what} on {bootstrap}: {source} (is the broker reachable? check --bootstrap / SFWD_BOOTSTRAP and the topology's kafka settings)")]
-    Kafka {
-        /// What was being done.
-        what: String,
-        /// The bootstrap servers used.
-        bootstrap: String,
-        /// What Kafka reported.
-        #[source]
-        source: Box<KafkaError>,
-    },
-    /// A topic stopped delivering records before its end.
-    #[error("reading {topic} on {bootstrap}: no record for {}s before the end of partition {partition} (offset {high}); the broker may be overloaded, try again", STALL.as_secs())]
-    Stalled {
-        /// The topic.
-        topic: String,
-        /// A partition not read to its end.
-        partition: i32,
-        /// Its end.
-        high: i64,
-        /// The bootstrap servers used.
-        bootstrap: String,
-    },
-    /// The failed-events topic does not exist.
-    #[error("topic {topic} does not exist on {bootstrap}: no `sfwd run` of application `{application}` has started on this cluster yet (or --bootstrap points elsewhere)")]
-    NoFailedTopic {
-        /// The topic.
-        topic: String,
-        /// The application id.
-        application: String,
-        /// The bootstrap servers used.
-        bootstrap: String,
-    },
-    /// A background read task panicked: a bug.
-    #[error("internal error while reading {topic}: {message}")]
-    Internal {
-        /// The topic.
-        topic: String,
-        /// The panic.
-        message: String,
-    },
-}
-
-/// How far a bulk action has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Events handled so far.
-    pub done: usize,
-    /// Events to handle.
-    pub total: usize,
-}
-
-/// Who resubmits, and whether a resubmitted event may be resubmitted again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResubmitOptions {
-    /// Recorded with the action: `operator:<name>`.
-    pub by: String,
-    /// Resubmit even an event that was resubmitted (or is being
-    /// resubmitted) already: another copy of the request is written.
-    pub again: bool,
-}
-
-/// What an action did with one request id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionReport {
-    /// The request id.
-    pub request_id: String,
-    /// What happened.
-    pub result: ActionResult,
-}
-
-/// What an action did with one request id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActionResult {
-    /// The original request was written back at `to`. `recorded` is false
-    /// when the `resubmitted` record could not be written afterwards (the
-    /// event then shows as `resubmitting`).
-    Resubmitted {
-        /// Where it was written.
-        to: SourcePosition,
-        /// The `resubmitted` action record was written.
-        recorded: bool,
-    },
-    /// Marked discarded.
-    Discarded,
-    /// No failed event has this request id.
-    NotFound,
-    /// Already resubmitted, or being resubmitted, by this attempt; nothing written.
-    AlreadyResubmitted(Attempt),
-    /// Another resubmission claimed this event first, at the same time;
-    /// nothing written.
-    LostRace(Attempt),
-    /// Already discarded; nothing written.
-    AlreadyDiscarded {
-        /// Who discarded it.
-        by: String,
-        /// When.
-        at: i64,
-    },
-    /// A discard of an event that was resubmitted (or is being): nothing written.
-    NotDiscardable(Status),
-    /// The claim was made but the request could not be written back (it
-    /// may still have been): the event shows as `resubmitting`.
-    Interrupted {
-        /// The error.
-        error: String,
-    },
-    /// Nothing was written for this id because Kafka refused a write.
-    Failed {
-        /// The error.
-        error: String,
-    },
-}
-
-impl ActionReport {
-    /// Did the action do what was asked, or find it done already?
-    pub fn is_ok(&self) -> bool {
-        !matches!(
-            self.result,
-            ActionResult::NotFound | ActionResult::Interrupted { .. } | ActionResult::Failed { .. }
-        )
-    }
-
-    /// A short name for scripts: `resubmitted`, `discarded`, `not-found`,
-    /// `already-resubmitted`, `lost-race`, `already-discarded`,
-    /// `not-discardable`, `interrupted`, `failed`.
-    pub fn kind(&self) -> &'static str {
-        match self.result {
-            ActionResult::Resubmitted { .. } => "resubmitted",
-            ActionResult::Discarded => "discarded",
-            ActionResult::NotFound => "not-found",
-            ActionResult::AlreadyResubmitted(_) => "already-resubmitted",
-            ActionResult::LostRace(_) => "lost-race",
-            ActionResult::AlreadyDiscarded { .. } => "already-discarded",
-            ActionResult::NotDiscardable(_) => "not-discardable",
-            ActionResult::Interrupted { .. } => "interrupted",
-            ActionResult::Failed { .. } => "failed",
-        }
-    }
-}
-
-fn position(p: &SourcePosition) -> String {
-    format!("{}/{}/{}", p.topic, p.partition, p.offset)
-}
-
-fn attempt_text(a: &Attempt) -> String {
-    let when = format_utc(a.at);
-    match &a.state {
-        AttemptState::Resubmitted { to } => {
-            format!("resubmitted by {} at {when} to {}", a.by, position(to))
-        }
-        AttemptState::Claimed => format!(
-            "a resubmission by {} (claimed at {when}) is in progress or its process stopped before confirming it",
-            a.by
-        ),
-        AttemptState::Interrupted { detail } => format!(
-            "a resubmission by {} at {when} was interrupted ({detail}); the request may or may not have been written",
-            a.by
-        ),
-    }
-}
-
-impl fmt::Display for ActionReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let id = &self.request_id;
-        match &self.result {
-            ActionResult::Resubmitted { to, recorded: true } => {
-                write!(f, "{id}: resubmitted to {}", position(to))
-            }
-            ActionResult::Resubmitted { to, recorded: false } => write!(
-                f,
-                "{id}: resubmitted to {}, but recording it failed: it shows as `resubmitting`",
-                position(to)
-            ),
-            ActionResult::Discarded => write!(f, "{id}: discarded"),
-            ActionResult::NotFound => write!(f, "{id}: no failed event has this request id"),
-            ActionResult::AlreadyResubmitted(a) => write!(
-                f,
-                "{id}: {}; nothing written (--again resubmits it once more)",
-                attempt_text(a)
-            ),
-            ActionResult::LostRace(a) => write!(
-                f,
-                "{id}: a resubmission by {} claimed it first, at the same time; nothing written",
-                a.by
-            ),
-            ActionResult::AlreadyDiscarded { by, at } => write!(
-                f,
-                "{id}: already discarded by {by} at {}; nothing written",
-                format_utc(*at)
-            ),
-            ActionResult::NotDiscardable(status) => write!(
-                f,
-                "{id}: it is {status}, not open; nothing to discard"
-            ),
-            ActionResult::Interrupted { error } => write!(
-                f,
-                "{id}: claimed, but writing the request back failed: {error}; check the request topic, then resubmit with --again if it is not there"
-            ),
-            ActionResult::Failed { error } => write!(f, "{id}: nothing written: {error}"),
-        }
-    }
-}
 
 /// One application's failed events: read them, resubmit, discard.
 ///
@@ -557,7 +344,7 @@ impl FailedEvents {
 
         // 3. Write the original requests back, in order.
         let mut sent = Vec::new();
-        let mut topic_partitions = std::collections::HashMap::new();
+        let mut topic_partitions = HashMap::new();
         for (entry, action, partition, key, offset) in winners {
             let e = &entry.event;
             let count = match topic_partitions.get(&e.source.topic) {
@@ -766,100 +553,4 @@ async fn wait_position(d: DeliveryFuture) -> Result<(i32, i64), KafkaError> {
         Ok(Err((e, _))) => Err(e),
         Err(_) => Err(KafkaError::Canceled),
     }
-}
-
-/// One record as read.
-struct RawRecord {
-    partition: i32,
-    offset: i64,
-    payload: Option<Vec<u8>>,
-}
-
-/// Reads every partition of `topic` from the beginning to the end it has
-/// now (blocking). `None` when the topic does not exist.
-fn read_to_end(
-    config: ClientConfig,
-    topic: &str,
-    bootstrap: &str,
-) -> Result<Option<Vec<RawRecord>>, FailedError> {
-    let err = |what: String| {
-        move |source| FailedError::Kafka {
-            what,
-            bootstrap: bootstrap.to_string(),
-            source: Box::new(source),
-        }
-    };
-    let consumer: BaseConsumer = config.create().map_err(err("creating a consumer".into()))?;
-    let Some(partitions) = kafka::partition_count(&consumer, topic, METADATA_TIMEOUT)
-        .map_err(err(format!("reading the metadata of {topic}")))?
-    else {
-        return Ok(None);
-    };
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = std::collections::HashMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, METADATA_TIMEOUT)
-            .map_err(err(format!("reading the end of {topic} partition {p}")))?;
-        if high > low {
-            ends.insert(p, high);
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(err(format!("assigning {topic} partition {p}")))?;
-        }
-    }
-    let mut out = Vec::new();
-    if ends.is_empty() {
-        return Ok(Some(out));
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(err(format!("assigning {topic}")))?;
-    let mut last_progress = Instant::now();
-    while !ends.is_empty() {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                let (p, offset) = (m.partition(), m.offset());
-                if ends.get(&p).is_some_and(|high| offset < *high) {
-                    out.push(RawRecord {
-                        partition: p,
-                        offset,
-                        payload: m.payload().map(<[u8]>::to_vec),
-                    });
-                }
-                if ends.get(&p).is_some_and(|high| offset + 1 >= *high) {
-                    ends.remove(&p);
-                }
-            }
-            Some(Err(e)) => {
-                tracing::debug!(topic, error = %e, "reading");
-            }
-            None => {
-                // A partition that ends with transaction markers has no
-                // record at `high - 1`: its position tells it is read.
-                if let Ok(positions) = consumer.position() {
-                    for e in positions.elements() {
-                        if let (Offset::Offset(next), Some(high)) =
-                            (e.offset(), ends.get(&e.partition()))
-                        {
-                            if next >= *high {
-                                ends.remove(&e.partition());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if last_progress.elapsed() > STALL {
-            let (&partition, &high) = ends.iter().next().expect("not empty");
-            return Err(FailedError::Stalled {
-                topic: topic.to_string(),
-                partition,
-                high,
-                bootstrap: bootstrap.to_string(),
-            });
-        }
-    }
-    Ok(Some(out))
 }

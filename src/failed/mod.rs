@@ -76,14 +76,16 @@
 
 mod filter;
 mod manager;
+mod read;
+mod report;
 mod resubmit;
 pub mod time;
 mod view;
 
 pub use filter::{Filter, StatusFilter};
-pub use manager::{
-    ActionReport, ActionResult, FailedError, FailedEvents, Progress, ResubmitOptions,
-};
+pub use manager::FailedEvents;
+pub use read::FailedError;
+pub use report::{ActionReport, ActionResult, Progress, ResubmitOptions};
 pub use resubmit::{resubmission_headers, RESUBMITTED_FROM_HEADER};
 pub use view::{
     base64, ActionAt, Attempt, AttemptState, Discard, FailedEntry, FailedView, ParseStatusError,
