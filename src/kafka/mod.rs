@@ -31,15 +31,30 @@ pub fn client_config_from(bootstrap: &str, properties: &BTreeMap<String, String>
     config
 }
 
+/// Sets a client setting unless the topology's `kafka.properties` already
+/// did: the user's librdkafka settings win over sfwd's defaults.
+trait OrSet {
+    fn or_set(&mut self, key: &str, value: &str) -> &mut Self;
+}
+
+impl OrSet for ClientConfig {
+    fn or_set(&mut self, key: &str, value: &str) -> &mut Self {
+        if self.get(key).is_none() {
+            self.set(key, value);
+        }
+        self
+    }
+}
+
 /// Producer settings for sfwd's outputs: every write acknowledged by all
 /// in-sync replicas, order kept per partition across retries.
 pub fn producer_config(base: &ClientConfig) -> ClientConfig {
     let mut c = base.clone();
-    c.set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "1")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", "30000")
-        .set("queue.buffering.max.kbytes", "32768");
+    c.or_set("acks", "all")
+        .or_set("max.in.flight.requests.per.connection", "1")
+        .or_set("linger.ms", "2")
+        .or_set("message.timeout.ms", "30000")
+        .or_set("queue.buffering.max.kbytes", "32768");
     c
 }
 
@@ -49,14 +64,16 @@ pub fn group_consumer_config(base: &ClientConfig, group: &str, instance: &str) -
     let mut c = base.clone();
     c.set("group.id", group)
         .set("client.id", instance)
+        // Offsets are stored by sfwd once a record's outputs are acknowledged,
+        // and committed from there: not settable, G1 depends on it.
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("queued.max.messages.kbytes", "16384");
+        .or_set("auto.commit.interval.ms", "500")
+        .or_set("auto.offset.reset", "earliest")
+        .or_set("partition.assignment.strategy", "cooperative-sticky")
+        .or_set("session.timeout.ms", "10000")
+        .or_set("heartbeat.interval.ms", "1000")
+        .or_set("queued.max.messages.kbytes", "16384");
     c
 }
 
@@ -68,8 +85,8 @@ pub fn reader_config(base: &ClientConfig, instance: &str, purpose: &str) -> Clie
         .set("client.id", format!("{instance}.{purpose}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("queued.max.messages.kbytes", "8192");
+        .or_set("auto.offset.reset", "earliest")
+        .or_set("fetch.wait.max.ms", "10")
+        .or_set("queued.max.messages.kbytes", "8192");
     c
 }
