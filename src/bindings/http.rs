@@ -217,6 +217,17 @@ impl HttpTarget {
         if let Some(key) = request.key.as_deref().and_then(key_header_value) {
             headers.insert(KEY_HEADER, key);
         }
+        // A resubmitted request says so to the target too.
+        if let Some(from) = request
+            .headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == crate::failed::RESUBMITTED_FROM_HEADER)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| reqwest::header::HeaderValue::from_bytes(v).ok())
+        {
+            headers.insert(crate::failed::RESUBMITTED_FROM_HEADER, from);
+        }
         if request
             .headers
             .iter()
