@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::admin::{self, AdminSettings, AdminState, KafkaOffsets};
 use crate::bindings::{HttpTarget, KafkaTarget, Target};
 use crate::control::{self, replay_key, CommandPublisher, ControlPoint, ControlTable};
+use crate::failed::FailedEvents;
 use crate::kafka::{self, TopicSpec};
 use crate::pipeline::{self, route::Routes};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
@@ -35,6 +36,10 @@ pub struct Options {
     /// Where the admin HTTP server listens (port 0: any free port); `None`
     /// runs without it.
     pub admin_listen: Option<SocketAddr>,
+    /// Receives this instance's control table as soon as it is open, for a
+    /// caller in the same process that watches the control points (the
+    /// demo measures the time from a trigger to each instance storing).
+    pub table_observer: Option<tokio::sync::mpsc::UnboundedSender<ControlTable>>,
 }
 
 /// How long a store/forward request to the admin API waits for the control
@@ -80,6 +85,10 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
         &topology.control_topic(),
         &topology.replay_topic(),
     )?;
+    if let Some(observer) = &options.table_observer {
+        // A caller that stopped listening does not stop the instance.
+        let _ = observer.send(table.clone());
+    }
     let producer: FutureProducer = kafka::producer_config(&base)
         .create()
         .context("creating the producer")?;
@@ -137,6 +146,9 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             ),
             metrics,
             decision_timeout: ADMIN_DECISION_TIMEOUT,
+            failed: Some(Arc::new(
+                FailedEvents::new(&topology).context("the admin server's failed-event reader")?,
+            )),
         });
         let stop = shutdown.listener();
         tasks.spawn(async move {

@@ -28,6 +28,7 @@ pub mod admin;
 pub mod bindings;
 pub mod clock;
 pub mod control;
+pub mod demo;
 pub mod failed;
 pub mod instance;
 pub mod kafka;

@@ -140,7 +140,12 @@ async fn metrics_move_as_requests_flow() {
     // Up: every request delivered, each call timed.
     app.produce(0, 20).await;
     sim.wait_for(20, Duration::from_secs(60)).await.unwrap();
-    let delivered = [me, ("service", "eis"), ("operation", "get"), ("outcome", "delivered")];
+    let delivered = [
+        me,
+        ("service", "eis"),
+        ("operation", "get"),
+        ("outcome", "delivered"),
+    ];
     let text = scrape_until(&base, "20 deliveries", |t| {
         metric(t, "sfwd_requests_total", &delivered) == 20.0
     })
@@ -153,7 +158,10 @@ async fn metrics_move_as_requests_flow() {
         ),
         20.0
     );
-    assert!(text.contains("sfwd_target_call_seconds_bucket{"), "a real histogram");
+    assert!(
+        text.contains("sfwd_target_call_seconds_bucket{"),
+        "a real histogram"
+    );
 
     // Down: one trigger to the failed events, the rest stored, state STORE.
     sim.set_mode(Mode::Unavailable);
@@ -164,19 +172,26 @@ async fn metrics_move_as_requests_flow() {
     })
     .await;
     assert_eq!(
-        metric(
-            &text,
-            "sfwd_requests_total",
-            &[me, ("outcome", "stored")]
-        ),
+        metric(&text, "sfwd_requests_total", &[me, ("outcome", "stored")]),
         9.0
     );
     assert_eq!(
         metric(&text, "sfwd_requests_total", &[me, ("outcome", "failed")]),
         1.0
     );
+    // The trigger is the control point's one failed event.
+    let (status, v) = get_json(&format!("{base}/api/failed?control_point=Eis")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["failed_events"][0]["reason"], "store-trigger");
+    let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
+    assert_eq!(v["failed"], 1, "{v}");
     let text = scrape_until(&base, "the state gauge at 1 (store)", |t| {
-        metric(t, "sfwd_control_point_state", &[me, ("control_point", "Eis")]) == 1.0
+        metric(
+            t,
+            "sfwd_control_point_state",
+            &[me, ("control_point", "Eis")],
+        ) == 1.0
     })
     .await;
     assert!(
@@ -201,18 +216,29 @@ async fn metrics_move_as_requests_flow() {
     assert_eq!(status, 200);
     scrape_until(&base, "9 replayed and forwarding", |t| {
         metric(t, "sfwd_replayed_total", &[me, ("control_point", "Eis")]) == 9.0
-            && metric(t, "sfwd_control_point_state", &[me, ("control_point", "Eis")]) == 0.0
+            && metric(
+                t,
+                "sfwd_control_point_state",
+                &[me, ("control_point", "Eis")],
+            ) == 0.0
     })
     .await;
 
-    // librdkafka's statistics: the lag of each owned partition, drained.
+    // New requests flow again; librdkafka's statistics then show the lag
+    // of each owned partition, drained.
+    app.produce(30, 3).await;
+    sim.wait_for(20 + 9 + 3, Duration::from_secs(60))
+        .await
+        .unwrap();
     let topic = format!("{}.get", app.name);
     scrape_until(&base, "the consumer lag of every partition at 0", |t| {
         (0..3).all(|p| {
             let labels = [me, ("topic", topic.as_str()), ("partition", &p.to_string())];
             t.lines().any(|l| {
                 l.starts_with("sfwd_kafka_consumer_lag{")
-                    && labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
             }) && metric(t, "sfwd_kafka_consumer_lag", &labels) == 0.0
         }) && metric(t, "sfwd_kafka_brokers_up", &[me]) >= 1.0
     })

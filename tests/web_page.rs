@@ -57,6 +57,17 @@ struct Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        // SIGTERM lets Chromium stop its helper processes and reap them.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -252,7 +263,9 @@ fn decode_base64(text: &str) -> Vec<u8> {
 
 /// JavaScript: the text of a field of the `Eis` row.
 fn field(name: &str) -> String {
-    format!(r#"(document.querySelector('tr[data-cp="Eis"] [data-field="{name}"]') || {{}}).textContent || """#)
+    format!(
+        r#"(document.querySelector('tr[data-cp="Eis"] [data-field="{name}"]') || {{}}).textContent || """#
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -292,6 +305,11 @@ async fn forward_from_the_page_replays_the_backlog() {
                 backlog = field("backlog"),
             ),
         );
+        b.wait_until(
+            "the trigger as the one open failed event",
+            Duration::from_secs(30),
+            &format!(r#"({}).includes("1 open")"#, field("failed")),
+        );
         let trigger = b.eval(&field("trigger"));
         assert!(
             trigger
@@ -302,7 +320,9 @@ async fn forward_from_the_page_replays_the_backlog() {
         b.screenshot("storing");
 
         // Forward, confirmed in the dialog.
-        b.eval(r#"document.querySelector('tr[data-cp="Eis"] button[data-action="forward"]').click()"#);
+        b.eval(
+            r#"document.querySelector('tr[data-cp="Eis"] button[data-action="forward"]').click()"#,
+        );
         b.wait_until(
             "the confirmation dialog",
             Duration::from_secs(5),
@@ -327,8 +347,9 @@ async fn forward_from_the_page_replays_the_backlog() {
         );
         let cause = b.eval(&field("cause"));
         assert!(
-            cause.as_str().is_some_and(|c| c.contains("operator:chromium-test")
-                || c.contains("replay-caught-up")),
+            cause.as_str().is_some_and(
+                |c| c.contains("operator:chromium-test") || c.contains("replay-caught-up")
+            ),
             "{cause}"
         );
         b.screenshot("forwarded");

@@ -1,6 +1,5 @@
 //! The JSON API over the control points, and the failed events.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -68,8 +67,8 @@ pub struct ControlPointView {
     pub stored_backlog: Option<u64>,
     /// While replaying: how many source partitions have finished.
     pub replay: Option<ReplayView>,
-    /// Failed events of this control point, when the failed-event manager
-    /// is available.
+    /// Open failed events of this control point (not resubmitted nor
+    /// discarded); absent when the failed events could not be read.
     pub failed: Option<u64>,
 }
 
@@ -121,14 +120,21 @@ struct CommandBody {
 
 pub(super) async fn list(State(state): State<AdminState>) -> Json<ControlPointsView> {
     let backlogs = state.backlogs().await;
+    let failed = state.open_failed_counts().await;
     let s = state.settings();
     let control_points = s
         .topology
         .control_points()
         .map(|(service, sf)| {
             let cp = &sf.control_point;
-            let b = backlogs.get(cp).copied().flatten();
-            view(s, &service.name, s.table.get(cp), b)
+            let mut v = view(
+                s,
+                &service.name,
+                s.table.get(cp),
+                backlogs.get(cp).copied().flatten(),
+            );
+            v.failed = failed.as_ref().map(|f| f.get(cp).copied().unwrap_or(0));
+            v
         })
         .collect();
     Json(ControlPointsView {
@@ -143,10 +149,8 @@ pub(super) async fn one(
     Path(name): Path<String>,
 ) -> Result<Json<ControlPointView>, ApiError> {
     let service = find(state.settings(), &name)?;
-    let backlogs = state.backlogs().await;
-    let s = state.settings();
-    let b = backlogs.get(&name).copied().flatten();
-    Ok(Json(view(s, &service, s.table.get(&name), b)))
+    let now = state.settings().table.get(&name);
+    Ok(Json(state.counted_view(&service, now).await))
 }
 
 pub(super) async fn store(
@@ -165,14 +169,6 @@ pub(super) async fn forward(
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
     command(state, name, &headers, &body, Mode::Forward).await
-}
-
-pub(super) async fn failed() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "the failed-event list is not served by this build",
-    )
-    .hint("use `sfwd failed list` (it reads the failed-events topic)")
 }
 
 /// Publishes an operator command, unless the control point is already
@@ -215,12 +211,10 @@ async fn command(
                 "no-op",
                 why.to_string(),
                 None,
-                view(s, &service, current, None),
+                state.counted_view(&service, current).await,
             ))
         }
-        Outcome::Refused(why) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, why.to_string()))
-        }
+        Outcome::Refused(why) => return Err(ApiError::new(StatusCode::CONFLICT, why.to_string())),
     }
     let mut changes = s.table.subscribe();
     s.commands.send(&name, &command).await.map_err(|e| {
@@ -270,8 +264,8 @@ async fn command(
         );
         (StatusCode::ACCEPTED, "pending", message)
     };
-    let backlog = state.backlogs().await.get(&name).copied().flatten();
-    Ok(answer(status, result, message, id, view(s, &service, now, backlog)))
+    let after = state.counted_view(&service, now).await;
+    Ok(answer(status, result, message, id, after))
 }
 
 fn answer(
@@ -311,7 +305,11 @@ fn find(s: &AdminSettings, name: &str) -> Result<String, ApiError> {
         None if names.is_empty() => "this topology has no control points".to_string(),
         None => format!("control points: {}", names.join(", ")),
     };
-    Err(ApiError::new(StatusCode::NOT_FOUND, format!("unknown control point `{name}`")).hint(hint))
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("unknown control point `{name}`"),
+    )
+    .hint(hint))
 }
 
 /// The operator's name: the body's `operator`, else the operator header,
@@ -385,7 +383,7 @@ fn view(
         replaying: state.replaying,
         epoch: state.epoch,
         since_ms: changed.then_some(state.since_ms),
-        since: changed.then(|| rfc3339(state.since_ms)),
+        since: changed.then(|| crate::failed::time::format_utc(state.since_ms)),
         cause: state.cause.as_str().to_string(),
         by: changed.then_some(state.by),
         trigger: state.trigger.map(|t| TriggerView {
@@ -402,31 +400,20 @@ fn view(
     }
 }
 
-/// Milliseconds since the Unix epoch as RFC 3339 in UTC, to the second.
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 impl AdminState {
+    /// The view of one control point's `state`, with its backlog and
+    /// failed count.
+    async fn counted_view(&self, service: &str, state: ControlPoint) -> ControlPointView {
+        let name = state.name.clone();
+        let backlog = self.backlogs().await.get(&name).copied().flatten();
+        let failed = self.open_failed_counts().await;
+        let mut v = view(self.settings(), service, state, backlog);
+        v.failed = failed.map(|f| f.get(&name).copied().unwrap_or(0));
+        v
+    }
+
     /// The backlog of every control point, reused for [`BACKLOG_TTL`].
-    async fn backlogs(&self) -> HashMap<String, Option<u64>> {
+    async fn backlogs(&self) -> super::Backlogs {
         let mut cache = self.inner.backlogs.lock().await;
         if let Some((at, backlogs)) = &*cache {
             if at.elapsed() < BACKLOG_TTL {
@@ -441,7 +428,7 @@ impl AdminState {
         fresh
     }
 
-    fn compute_backlogs(&self) -> HashMap<String, Option<u64>> {
+    fn compute_backlogs(&self) -> super::Backlogs {
         let s = self.settings();
         s.layouts
             .iter()
@@ -469,23 +456,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_of_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_740_821_400_000), "2025-03-01T09:30:00Z");
-        assert_eq!(rfc3339(951_825_600_999), "2000-02-29T12:00:00Z");
-    }
-
-    #[test]
     fn operator_names() {
         let none = HeaderMap::new();
         assert_eq!(operator(&none, b"").unwrap(), "admin-http");
-        assert_eq!(operator(&none, br#"{"operator":"alice"}"#).unwrap(), "alice");
+        assert_eq!(
+            operator(&none, br#"{"operator":"alice"}"#).unwrap(),
+            "alice"
+        );
         let mut h = HeaderMap::new();
         h.insert(OPERATOR_HEADER, "bob".parse().unwrap());
         assert_eq!(operator(&h, b"").unwrap(), "bob");
         assert_eq!(operator(&h, br#"{"operator":"alice"}"#).unwrap(), "alice");
         assert_eq!(
-            operator(&none, br#"{"operator":"a b"}"#).unwrap_err().status,
+            operator(&none, br#"{"operator":"a b"}"#)
+                .unwrap_err()
+                .status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(

@@ -21,13 +21,14 @@
 mod api;
 mod backlog;
 mod error;
+mod failed;
 
 pub use api::{
-    CommandOutcome, ControlPointView, ControlPointsView, ReplayView, TriggerView,
-    OPERATOR_HEADER,
+    CommandOutcome, ControlPointView, ControlPointsView, ReplayView, TriggerView, OPERATOR_HEADER,
 };
 pub use backlog::{backlog, layouts, KafkaOffsets, StoredLayout, StoredOffsets};
 pub use error::ApiError;
+pub use failed::FailedSource;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -94,6 +95,9 @@ pub struct AdminSettings {
     pub layouts: HashMap<String, StoredLayout>,
     /// The Prometheus registry ([`crate::telemetry::install`]).
     pub metrics: PrometheusHandle,
+    /// Where `/api/failed` and the failed counts read the failed events;
+    /// without one, `/api/failed` answers 501.
+    pub failed: Option<Arc<dyn FailedSource>>,
     /// How long a store/forward request waits for the control writer to
     /// apply its command before answering `pending`.
     pub decision_timeout: Duration,
@@ -111,8 +115,14 @@ struct Inner {
     commands_sent: AtomicU64,
     /// The last backlogs computed, and when: a page polling every second
     /// from several browsers costs one round of watermark requests.
-    backlogs: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, Option<u64>>)>>,
+    backlogs: tokio::sync::Mutex<Option<(std::time::Instant, Backlogs)>>,
+    /// The last read of the failed events.
+    failed: tokio::sync::Mutex<failed::FailedCache>,
 }
+
+/// The stored backlog of each control point; `None` where the stored
+/// topic's offsets could not be read.
+type Backlogs = HashMap<String, Option<u64>>;
 
 impl AdminState {
     /// The state over `settings`.
@@ -122,6 +132,7 @@ impl AdminState {
                 settings,
                 commands_sent: AtomicU64::new(0),
                 backlogs: tokio::sync::Mutex::new(None),
+                failed: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -142,7 +153,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/control-points/{name}", get(api::one))
         .route("/api/control-points/{name}/store", post(api::store))
         .route("/api/control-points/{name}/forward", post(api::forward))
-        .route("/api/failed", get(api::failed))
+        .route("/api/failed", get(failed::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -226,13 +237,20 @@ async fn metrics(
     axum::extract::State(state): axum::extract::State<AdminState>,
 ) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.settings().metrics.render(),
     )
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path())).hint(
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+    )
+    .hint(
         "endpoints: / /healthz /readyz /metrics /api/control-points \
          /api/control-points/{name}[/store|/forward] /api/failed",
     )

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::control::{state_to_record, Command, ControlPoint, Outcome, ReplayProgress};
+use crate::records::{FailedEvent, FailureReason, SourcePosition};
 use crate::store::MemoryStore;
 
 const TOPOLOGY: &str = r#"
@@ -71,6 +72,70 @@ impl CommandSink for Writer {
     }
 }
 
+/// Failed events read from memory, or a read that fails.
+struct Failed(Result<Vec<FailedEvent>, String>);
+
+impl FailedSource for Failed {
+    fn load(&self) -> BoxFuture<'_, Result<crate::failed::FailedView, String>> {
+        let view = self.0.clone().map(|events| {
+            let records = events.into_iter().enumerate().map(|(i, e)| {
+                let at = SourcePosition {
+                    topic: "app.failed".into(),
+                    partition: 0,
+                    offset: i as i64,
+                };
+                (at, e)
+            });
+            crate::failed::FailedView::from_records(records, [])
+        });
+        Box::pin(async move { view })
+    }
+}
+
+fn failed_event(id: &str, cp: Option<&str>, reason: FailureReason) -> FailedEvent {
+    let n: i64 = id.rsplit('/').next().unwrap().parse().unwrap();
+    FailedEvent {
+        request_id: id.into(),
+        reason,
+        detail: "why".into(),
+        control_point: cp.map(str::to_string),
+        service: cp.map(|_| "eis".to_string()),
+        interface: cp.map(|_| "Query".to_string()),
+        operation: cp.map(|_| "get".to_string()),
+        source: SourcePosition {
+            topic: "hr.get".into(),
+            partition: 0,
+            offset: n,
+        },
+        key: None,
+        value: Some(b"{}".to_vec()),
+        headers: Vec::new(),
+        chain: Default::default(),
+        rule: None,
+        instance: "i-1".into(),
+        failed_at: 1_740_821_400_000 + n,
+        attempts: 1,
+        epoch: None,
+    }
+}
+
+/// Three failed events: two of `EmployeeData`, one bad input.
+fn three_failed() -> Failed {
+    Failed(Ok(vec![
+        failed_event(
+            "hr.get/0/1",
+            Some("EmployeeData"),
+            FailureReason::StoreTrigger,
+        ),
+        failed_event(
+            "hr.get/0/2",
+            Some("EmployeeData"),
+            FailureReason::InvocationFailed,
+        ),
+        failed_event("hr.get/0/3", None, FailureReason::Malformed),
+    ]))
+}
+
 /// Stored topics whose partitions all have the same watermarks.
 struct Offsets(Result<(i64, i64), String>);
 
@@ -87,6 +152,10 @@ struct Fixture {
 }
 
 fn fixture(writer: Writer, offsets: Offsets) -> Fixture {
+    fixture_with(writer, offsets, None)
+}
+
+fn fixture_with(writer: Writer, offsets: Offsets, failed: Option<Failed>) -> Fixture {
     let topology = crate::topology::check_str(TOPOLOGY, std::path::Path::new("t.yaml"))
         .topology
         .expect("valid topology");
@@ -109,6 +178,7 @@ fn fixture(writer: Writer, offsets: Offsets) -> Fixture {
         offsets: Arc::new(offsets),
         metrics: crate::telemetry::install(),
         decision_timeout: Duration::from_millis(200),
+        failed: failed.map(|f| Arc::new(f) as Arc<dyn FailedSource>),
     });
     Fixture {
         table,
@@ -204,7 +274,10 @@ async fn the_page_is_self_contained_html() {
     let (_, html) = call(&f.router, Method::GET, "/", "").await;
     assert!(html.contains("<dialog") && html.contains("api/control-points"));
     for external in ["http://", "https://", "//cdn", "@import"] {
-        assert!(!html.contains(external), "the page loads nothing from outside: {external}");
+        assert!(
+            !html.contains(external),
+            "the page loads nothing from outside: {external}"
+        );
     }
 }
 
@@ -216,14 +289,21 @@ async fn lists_every_control_point_with_its_state_and_backlog() {
     let view: ControlPointsView = serde_json::from_value(v.clone()).unwrap();
     assert_eq!(view.instance, "i-1");
     assert!(view.ready);
-    let names: Vec<&str> = view.control_points.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = view
+        .control_points
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["EmployeeData", "Billing"]);
     let cp = &view.control_points[0];
     assert_eq!(cp.service, "eis");
     assert_eq!(cp.state, "FORWARD");
     assert_eq!(cp.epoch, 0);
     assert_eq!(cp.cause, "initial");
-    assert_eq!((cp.since_ms, cp.by.as_deref(), cp.trigger.as_ref()), (None, None, None));
+    assert_eq!(
+        (cp.since_ms, cp.by.as_deref(), cp.trigger.as_ref()),
+        (None, None, None)
+    );
     // Two stored partitions of 5 records each, nothing replayed yet.
     assert_eq!(cp.stored_backlog, Some(10));
     assert_eq!(cp.replay, None);
@@ -247,7 +327,13 @@ async fn the_backlog_follows_the_replay_progress() {
             )
             .unwrap();
     }
-    let (_, v) = json(&f.router, Method::GET, "/api/control-points/EmployeeData", "").await;
+    let (_, v) = json(
+        &f.router,
+        Method::GET,
+        "/api/control-points/EmployeeData",
+        "",
+    )
+    .await;
     assert_eq!(v["stored_backlog"], 3);
 }
 
@@ -272,9 +358,16 @@ async fn store_then_store_again_then_forward() {
     assert_eq!(status, StatusCode::OK, "{v}");
     let outcome: CommandOutcome = serde_json::from_value(v).unwrap();
     assert_eq!(outcome.result, "applied");
-    assert!(outcome.message.contains("is storing (epoch 1)"), "{}", outcome.message);
+    assert!(
+        outcome.message.contains("is storing (epoch 1)"),
+        "{}",
+        outcome.message
+    );
     let cp = &outcome.control_point;
-    assert_eq!((cp.state.as_str(), cp.epoch, cp.cause.as_str()), ("STORE", 1, "operator"));
+    assert_eq!(
+        (cp.state.as_str(), cp.epoch, cp.cause.as_str()),
+        ("STORE", 1, "operator")
+    );
     assert_eq!(cp.by.as_deref(), Some("operator:alice"));
     assert!(cp.since.as_deref().is_some_and(|s| s.ends_with('Z')));
     {
@@ -311,7 +404,10 @@ async fn store_then_store_again_then_forward() {
     let outcome: CommandOutcome = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(outcome.result, "applied");
     let cp = outcome.control_point;
-    assert_eq!((cp.state.as_str(), cp.replaying, cp.epoch), ("FORWARD", true, 2));
+    assert_eq!(
+        (cp.state.as_str(), cp.replaying, cp.epoch),
+        ("FORWARD", true, 2)
+    );
     assert_eq!(cp.by.as_deref(), Some("operator:bob"));
     assert_eq!(
         cp.replay,
@@ -359,7 +455,13 @@ async fn the_trigger_is_shown_with_its_chain_and_rule() {
         ..ControlPoint::initial("EmployeeData")
     };
     f.table.apply_state(state_to_record(&state, 7)).unwrap();
-    let (_, v) = json(&f.router, Method::GET, "/api/control-points/EmployeeData", "").await;
+    let (_, v) = json(
+        &f.router,
+        Method::GET,
+        "/api/control-points/EmployeeData",
+        "",
+    )
+    .await;
     assert_eq!(v["state"], "STORE");
     assert_eq!(v["cause"], "trigger");
     assert_eq!(v["since"], "2025-03-01T09:30:00Z");
@@ -370,8 +472,14 @@ async fn the_trigger_is_shown_with_its_chain_and_rule() {
         v["trigger"]["rule"],
         "ServiceUnavailableException chain=original-first"
     );
-    assert_eq!(v["trigger"]["chain"][0]["type"], "ServiceUnavailableException");
-    assert_eq!(v["trigger"]["chain"][1]["message"], "503 Service Unavailable");
+    assert_eq!(
+        v["trigger"]["chain"][0]["type"],
+        "ServiceUnavailableException"
+    );
+    assert_eq!(
+        v["trigger"]["chain"][1]["message"],
+        "503 Service Unavailable"
+    );
 }
 
 #[tokio::test]
@@ -395,7 +503,13 @@ async fn unknown_control_points_get_a_did_you_mean() {
 #[tokio::test]
 async fn commands_wait_for_the_control_state() {
     let f = fixture(Writer::default(), Offsets(Ok((0, 0))));
-    let (status, v) = json(&f.router, Method::POST, "/api/control-points/Billing/store", "").await;
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/Billing/store",
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_error(&v);
     assert!(f.writer.sent.lock().unwrap().is_empty());
@@ -407,7 +521,13 @@ async fn a_command_the_writer_has_not_applied_yet_is_pending() {
         silent: true,
         ..Writer::default()
     });
-    let (status, v) = json(&f.router, Method::POST, "/api/control-points/Billing/store", "").await;
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/Billing/store",
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(v["result"], "pending");
     assert!(v["command_id"].as_str().is_some());
@@ -421,20 +541,49 @@ async fn a_command_that_cannot_be_published_is_a_bad_gateway() {
         broken: true,
         ..Writer::default()
     });
-    let (status, v) = json(&f.router, Method::POST, "/api/control-points/Billing/forward", "").await;
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/Billing/forward",
+        "",
+    )
+    .await;
     // Forward on a forwarding control point is a no-op: nothing to publish.
-    assert_eq!((status, v["result"].as_str()), (StatusCode::OK, Some("no-op")));
-    let (status, v) = json(&f.router, Method::POST, "/api/control-points/Billing/store", "").await;
+    assert_eq!(
+        (status, v["result"].as_str()),
+        (StatusCode::OK, Some("no-op"))
+    );
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/Billing/store",
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_error(&v);
-    assert!(v["error"].as_str().unwrap().contains("MessageTimedOut"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("MessageTimedOut"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
 async fn bad_bodies_and_operator_names_are_refused() {
     let f = ready(Writer::default());
-    for body in ["{", r#"{"operator": 3}"#, r#"{"user":"x"}"#, r#"{"operator":"a b"}"#] {
-        let (status, v) = json(&f.router, Method::POST, "/api/control-points/Billing/store", body).await;
+    for body in [
+        "{",
+        r#"{"operator": 3}"#,
+        r#"{"user":"x"}"#,
+        r#"{"operator":"a b"}"#,
+    ] {
+        let (status, v) = json(
+            &f.router,
+            Method::POST,
+            "/api/control-points/Billing/store",
+            body,
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_error(&v);
     }
@@ -447,7 +596,13 @@ async fn unknown_routes_and_methods_answer_json() {
     let (status, v) = json(&f.router, Method::GET, "/api/nope", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&v);
-    let (status, v) = json(&f.router, Method::GET, "/api/control-points/Billing/store", "").await;
+    let (status, v) = json(
+        &f.router,
+        Method::GET,
+        "/api/control-points/Billing/store",
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(v["hint"], "store and forward are POST requests");
     let (status, v) = json(&f.router, Method::DELETE, "/metrics", "").await;
@@ -456,9 +611,108 @@ async fn unknown_routes_and_methods_answer_json() {
 }
 
 #[tokio::test]
-async fn failed_events_endpoint_answers_json() {
+async fn without_a_failed_source_the_list_is_not_served() {
     let f = ready(Writer::default());
     let (status, v) = json(&f.router, Method::GET, "/api/failed", "").await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
     assert_error(&v);
+    let (_, v) = json(&f.router, Method::GET, "/api/control-points", "").await;
+    assert_eq!(v["control_points"][0]["failed"], Value::Null);
+}
+
+#[tokio::test]
+async fn failed_events_are_listed_filtered_and_counted() {
+    let f = fixture_with(Writer::default(), Offsets(Ok((0, 0))), Some(three_failed()));
+    let (_, v) = json(&f.router, Method::GET, "/api/control-points", "").await;
+    assert_eq!(v["control_points"][0]["failed"], 2);
+    assert_eq!(v["control_points"][1]["failed"], 0);
+
+    let (status, v) = json(&f.router, Method::GET, "/api/failed", "").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["total"].as_u64(), v["shown"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(v["failed_events"][0]["request_id"], "hr.get/0/1");
+    assert_eq!(v["failed_events"][0]["status"], "open");
+    assert!(v["failed_events"][0].get("value").is_none(), "not full");
+
+    let count = |v: &Value| v["total"].as_u64().unwrap();
+    let (_, v) = json(
+        &f.router,
+        Method::GET,
+        "/api/failed?control_point=EmployeeData",
+        "",
+    )
+    .await;
+    assert_eq!(count(&v), 2);
+    let (_, v) = json(
+        &f.router,
+        Method::GET,
+        "/api/failed?reason=store-trigger",
+        "",
+    )
+    .await;
+    assert_eq!(count(&v), 1);
+    let (_, v) = json(
+        &f.router,
+        Method::GET,
+        "/api/failed?operation=Query.get&since=2025-03-01",
+        "",
+    )
+    .await;
+    assert_eq!(count(&v), 2);
+    let (_, v) = json(&f.router, Method::GET, "/api/failed?status=discarded", "").await;
+    assert_eq!(count(&v), 0);
+    let (_, v) = json(&f.router, Method::GET, "/api/failed?limit=1&full=true", "").await;
+    assert_eq!((count(&v), v["shown"].as_u64()), (3, Some(1)));
+    assert!(v["failed_events"][0].get("value").is_some(), "full");
+}
+
+#[tokio::test]
+async fn failed_event_queries_are_checked() {
+    let f = fixture_with(Writer::default(), Offsets(Ok((0, 0))), Some(three_failed()));
+    for (uri, status, hint) in [
+        (
+            "/api/failed?control_point=EmployeData",
+            StatusCode::NOT_FOUND,
+            Some("did you mean `EmployeeData`?"),
+        ),
+        (
+            "/api/failed?servce=eis",
+            StatusCode::BAD_REQUEST,
+            Some("did you mean `service`?"),
+        ),
+        ("/api/failed?reason=down", StatusCode::BAD_REQUEST, None),
+        (
+            "/api/failed?status=gone",
+            StatusCode::BAD_REQUEST,
+            Some("or `all` for every status"),
+        ),
+        ("/api/failed?since=yesterday", StatusCode::BAD_REQUEST, None),
+        ("/api/failed?limit=many", StatusCode::BAD_REQUEST, None),
+        ("/api/failed?full=maybe", StatusCode::BAD_REQUEST, None),
+    ] {
+        let (got, v) = json(&f.router, Method::GET, uri, "").await;
+        assert_eq!(got, status, "{uri}: {v}");
+        assert_error(&v);
+        if let Some(hint) = hint {
+            assert_eq!(v["hint"], hint, "{uri}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_failed_topic_is_a_bad_gateway() {
+    let f = fixture_with(
+        Writer::default(),
+        Offsets(Ok((0, 0))),
+        Some(Failed(Err("all brokers down".into()))),
+    );
+    let (status, v) = json(&f.router, Method::GET, "/api/failed", "").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(v["error"].as_str().unwrap().contains("all brokers down"));
+    let (status, v) = json(&f.router, Method::GET, "/api/control-points", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["control_points"][0]["failed"], Value::Null);
 }

@@ -1,6 +1,7 @@
 //! Subcommands of the `sfwd` binary.
 
 pub mod control;
+pub mod demo;
 pub mod failed;
 pub mod logging;
 pub mod operator;

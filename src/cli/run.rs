@@ -118,6 +118,7 @@ fn run_inner(args: Args) -> anyhow::Result<()> {
                 data_dir,
                 create_request_topics: args.create_topics,
                 admin_listen: args.admin_listen.0,
+                table_observer: None,
             },
             trigger,
         )

@@ -178,6 +178,7 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
                 }
                 let mut next = state.clone();
                 let outcome = next.apply(&command);
+                crate::telemetry::CommandDecided::new(s.publisher.issuer(), &cp, &command, &outcome).emit();
                 match &outcome {
                     Outcome::Applied { designated_trigger } => {
                         write_state(&s, &next, offset).await?;

@@ -1,5 +1,6 @@
 //! Creating the topics sfwd writes, and checking the ones it reads.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -18,14 +19,30 @@ pub struct TopicSpec {
 }
 
 /// Creates every topic that does not exist yet. Topics that exist are left
-/// as they are; a missing topic that cannot be created is an error naming it.
+/// as they are, and when all exist nothing is asked of the cluster but
+/// metadata (so a principal without the right to create topics, or a broker
+/// without the CreateTopics API, works with topics made beforehand); a
+/// missing topic that cannot be created is an error naming it.
 pub async fn ensure_topics(config: &ClientConfig, topics: &[TopicSpec]) -> Result<(), KafkaError> {
     if topics.is_empty() {
         return Ok(());
     }
+    let mut config = config.clone();
+    // Looking topics up must not create them with the broker's defaults.
+    config.set("allow.auto.create.topics", "false");
     let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))?;
+    let existing: HashSet<&str> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.name())
+        .collect();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
+        .filter(|t| !existing.contains(t.name.as_str()))
         .map(|t| {
             let topic = NewTopic::new(
                 &t.name,
@@ -39,6 +56,9 @@ pub async fn ensure_topics(config: &ClientConfig, topics: &[TopicSpec]) -> Resul
             }
         })
         .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new, &options).await? {
         match result {

@@ -29,6 +29,7 @@ use crate::bindings::failure::chain_for;
 use crate::bindings::{invoke, Request};
 use crate::control::{replay_key, Mode, ReplayProgress};
 use crate::records::{AvroRecord, FailureReason, StoredRequest};
+use crate::telemetry;
 
 /// Progress writes in flight during a replay. A replay interrupted by a
 /// crash re-delivers at most this many requests, plus the one in flight,
@@ -220,7 +221,9 @@ impl Worker {
         };
         loop {
             let state = ctx.table.get(cp);
+            let call = telemetry::TargetCall::start(&ctx.instance, &request);
             let invocation = invoke(&ctx.targets[service_index], service.retry, &request).await;
+            call.end_replay(&invocation, cp);
             let failure = match invocation.result {
                 Ok(_) => return Ok(Step::Next),
                 Err(f) => f,

@@ -20,6 +20,7 @@ use crate::records::{
 };
 use crate::rules::{ExceptionChain, MatchReport};
 use crate::shutdown::Shutdown;
+use crate::telemetry;
 use crate::topology::{Service, REPLY_TO_HEADER, REQUEST_ID_HEADER};
 
 /// What the single writer decided about a trigger this partition sent.
@@ -168,6 +169,7 @@ impl Worker {
                             "control point `{cp}` is storing: the service is unavailable"
                         )),
                     );
+                    telemetry::SyncRequestRefused::new(&ctx.instance, &request).emit();
                     return Ok(self.window.push(offset, reply).await?);
                 }
                 if let Some(t) = state
@@ -196,7 +198,9 @@ impl Worker {
                 }
                 return self.store(offset, &cp, &state, request, source).await;
             }
+            let call = telemetry::TargetCall::start(&ctx.instance, &request);
             let invocation = invoke(&ctx.targets[route.service], service.retry, &request).await;
+            call.end(&invocation, route.sync);
             let failure = match invocation.result {
                 Ok(response) => {
                     let reply = if route.sync {
@@ -271,7 +275,9 @@ impl Worker {
         source: SourcePosition,
     ) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
+        let call = telemetry::TargetCall::start(&ctx.instance, &request);
         let invocation = invoke(&ctx.targets[route.service], service.retry, &request).await;
+        call.end(&invocation, route.sync);
         let output = match invocation.result {
             Ok(response) if route.sync => self.reply(&request, Ok(response)),
             Ok(_) => None,
@@ -362,6 +368,7 @@ impl Worker {
         request: Request,
         source: SourcePosition,
     ) -> Result<(), PipelineError> {
+        telemetry::RequestStored::new(&self.ctx.instance, &request, cp).emit();
         let output = self.stored_output(cp, state, request, source);
         self.needs_replay.insert(cp.to_string());
         Ok(self.window.push(offset, Some(output)).await?)
@@ -457,6 +464,7 @@ impl Worker {
     /// The failed-events record, keyed by request id so that copies written
     /// twice collapse.
     pub(super) fn failed_output(&self, event: &FailedEvent) -> Output {
+        telemetry::RequestFailed::new(&self.ctx.instance, event).emit();
         Output {
             topic: self.ctx.topology.failed_topic(),
             partition: None,

@@ -54,42 +54,103 @@ fn count_request(instance: &str, service: &str, operation: &str, outcome: Reques
     .increment(1);
 }
 
-/// The target accepted a request: delivered (async) or answered (sync).
+/// A target invocation under way, from just before it starts: [`end`]
+/// (or [`end_replay`]) emits how it went.
+///
+/// [`end`]: TargetCall::end
+/// [`end_replay`]: TargetCall::end_replay
 #[derive(Debug)]
-pub struct RequestDelivered<'a> {
+pub struct TargetCall<'a> {
+    instance: &'a str,
+    request: &'a Request,
+    started: Instant,
+}
+
+impl<'a> TargetCall<'a> {
+    /// Starts timing an invocation of `request`.
+    pub fn start(instance: &'a str, request: &'a Request) -> Self {
+        TargetCall {
+            instance,
+            request,
+            started: Instant::now(),
+        }
+    }
+
+    /// The invocation of a live request ended.
+    pub fn end(self, invocation: &Invocation, sync: bool) {
+        RequestInvoked {
+            instance: self.instance,
+            request: self.request,
+            ok: invocation.result.is_ok(),
+            sync,
+            elapsed: self.started.elapsed(),
+        }
+        .emit();
+    }
+
+    /// The invocation of a stored request, replayed for `control_point`,
+    /// ended.
+    pub fn end_replay(self, invocation: &Invocation, control_point: &str) {
+        let ok = invocation.result.is_ok();
+        TargetCalled {
+            instance: self.instance,
+            service: &self.request.service,
+            ok,
+            elapsed: self.started.elapsed(),
+        }
+        .emit();
+        if ok {
+            RequestReplayed {
+                instance: self.instance,
+                request: self.request,
+                control_point,
+            }
+            .emit();
+        }
+    }
+}
+
+/// The target was invoked for a live request. The target accepting it is
+/// its outcome (`delivered`, or `answered_sync` for a sync request), and
+/// so is a sync request's failure (answered with an error); an async
+/// failure's outcome comes after (failed, stored, or a trigger).
+#[derive(Debug)]
+pub struct RequestInvoked<'a> {
     /// The instance that invoked the target.
     pub instance: &'a str,
     /// The request.
     pub request: &'a Request,
-    /// A sync request, whose answer goes back to its reply topic.
+    /// The target accepted it.
+    pub ok: bool,
+    /// A sync request, answered on its reply topic.
     pub sync: bool,
+    /// How long the invocation took, retries included.
+    pub elapsed: Duration,
 }
 
-impl<'a> RequestDelivered<'a> {
-    /// The event for `request`.
-    pub fn new(instance: &'a str, request: &'a Request, sync: bool) -> Self {
-        RequestDelivered {
-            instance,
-            request,
-            sync,
-        }
-    }
-
+impl RequestInvoked<'_> {
     /// Logs and counts it.
     pub fn emit(self) {
         let r = self.request;
-        tracing::trace!(request_id = %r.request_id, service = %r.service, operation = %r.operation, sync = self.sync, "request delivered");
-        let outcome = if self.sync {
-            RequestOutcome::AnsweredSync
-        } else {
-            RequestOutcome::Delivered
+        TargetCalled {
+            instance: self.instance,
+            service: &r.service,
+            ok: self.ok,
+            elapsed: self.elapsed,
+        }
+        .emit();
+        let outcome = match (self.ok, self.sync) {
+            (true, false) => RequestOutcome::Delivered,
+            (_, true) => RequestOutcome::AnsweredSync,
+            (false, false) => return,
         };
+        tracing::trace!(request_id = %r.request_id, service = %r.service, operation = %r.operation, outcome = outcome.as_str(), "request answered by the target");
         count_request(self.instance, &r.service, &r.operation, outcome);
     }
 }
 
-/// A sync request was answered with an error: its target failed, or its
-/// control point is storing.
+/// A sync request was answered with an error without invoking the target:
+/// its control point is storing.
 #[derive(Debug)]
 pub struct SyncRequestRefused<'a> {
     /// The instance that answered.
@@ -142,7 +203,12 @@ impl<'a> RequestStored<'a> {
     pub fn emit(self) {
         let r = self.request;
         tracing::trace!(request_id = %r.request_id, control_point = %self.control_point, "request stored");
-        count_request(self.instance, &r.service, &r.operation, RequestOutcome::Stored);
+        count_request(
+            self.instance,
+            &r.service,
+            &r.operation,
+            RequestOutcome::Stored,
+        );
         counter!(
             names::STORED_TOTAL,
             "instance_id" => self.instance.to_string(),
@@ -163,16 +229,7 @@ pub struct RequestReplayed<'a> {
     pub control_point: &'a str,
 }
 
-impl<'a> RequestReplayed<'a> {
-    /// The event for `request`.
-    pub fn new(instance: &'a str, request: &'a Request, control_point: &'a str) -> Self {
-        RequestReplayed {
-            instance,
-            request,
-            control_point,
-        }
-    }
-
+impl RequestReplayed<'_> {
     /// Logs and counts it.
     pub fn emit(self) {
         let r = self.request;
@@ -243,22 +300,7 @@ pub struct TargetCalled<'a> {
     pub elapsed: Duration,
 }
 
-impl<'a> TargetCalled<'a> {
-    /// The event for an invocation of `request` begun at `started`.
-    pub fn new(
-        instance: &'a str,
-        request: &'a Request,
-        invocation: &Invocation,
-        started: Instant,
-    ) -> Self {
-        TargetCalled {
-            instance,
-            service: &request.service,
-            ok: invocation.result.is_ok(),
-            elapsed: started.elapsed(),
-        }
-    }
-
+impl TargetCalled<'_> {
     /// Logs and counts it.
     pub fn emit(self) {
         let outcome = if self.ok { "ok" } else { "error" };
@@ -275,7 +317,7 @@ impl<'a> TargetCalled<'a> {
 
 /// This instance's control writer decided on a command.
 #[derive(Debug)]
-pub struct ControlCommandDecided<'a> {
+pub struct CommandDecided<'a> {
     /// The instance whose writer decided.
     pub instance: &'a str,
     /// The control point.
@@ -286,7 +328,7 @@ pub struct ControlCommandDecided<'a> {
     pub outcome: &'a Outcome,
 }
 
-impl<'a> ControlCommandDecided<'a> {
+impl<'a> CommandDecided<'a> {
     /// The event for `command` on `control_point`.
     pub fn new(
         instance: &'a str,
@@ -294,7 +336,7 @@ impl<'a> ControlCommandDecided<'a> {
         command: &'a Command,
         outcome: &'a Outcome,
     ) -> Self {
-        ControlCommandDecided {
+        CommandDecided {
             instance,
             control_point,
             command,
@@ -436,7 +478,12 @@ impl<'a> ConsumerStatistics<'a> {
     pub fn emit(self) {
         let s = self.statistics;
         let instance = s.client_id.clone();
-        let up = s.brokers.values().filter(|b| b.state == "UP").count();
+        // Bootstrap entries have no node id; count each broker once.
+        let up = s
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .count();
         gauge!(names::KAFKA_BROKERS_UP, "instance_id" => instance.clone()).set(up as f64);
         for (topic, t) in &s.topics {
             for (id, p) in &t.partitions {

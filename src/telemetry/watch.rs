@@ -160,7 +160,8 @@ mod tests {
             None,
             stop,
         ));
-        let series = r#"sfwd_control_point_state{instance_id="watch-test",control_point="WatchCp"}"#;
+        let series =
+            r#"sfwd_control_point_state{instance_id="watch-test",control_point="WatchCp"}"#;
         let value = |text: &str| {
             text.lines()
                 .find(|l| l.starts_with(series))

@@ -120,6 +120,11 @@ impl Sfwd {
         field(&line, "addr").parse().expect("admin address")
     }
 
+    /// The process id (for reading `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,166 @@
+//! `cargo bench --bench pipeline` (or `./dev bench`, which starts a broker):
+//! sfwd against the bare librdkafka pipe, side by side on one broker, in one
+//! run (SPEC §9).
+//!
+//! sfwd is measured as it runs in production: the `sfwd` binary of this
+//! build, started as processes with `sfwd run`. The baselines (a bare
+//! consume→produce pipe, a naive consume→HTTP→commit loop) run inside this
+//! process with the same client settings (`sfwd::kafka::producer_config`,
+//! `group_consumer_config`, the HTTP binding's client).
+//!
+//! # Method
+//!
+//! Throughput rows (steady state, see `rows/throughput.rs`): requests are
+//! produced to the request topic first, so that a backlog waits; then the
+//! consumer side (pipe or sfwd) is started, and once its first output is
+//! there and a warm-up has passed, its outputs are counted over a window:
+//! the output topic's high watermarks, or the requests the HTTP target
+//! answered, sampled every 100 ms. Start-up and group joins are not
+//! counted. Rows are interleaved within each repetition, so that noise from
+//! other work on the machine falls on all of them alike; ratios are of
+//! medians measured in the same run.
+//!
+//! The broker is `SFWD_TEST_BOOTSTRAP`; `SFWD_BENCH_BROKER` describes it in
+//! the report. Settings (environment): `SFWD_BENCH_RECORDS` (the backlog of
+//! the first, sizing run of a throughput row), `SFWD_BENCH_WARMUP_S`,
+//! `SFWD_BENCH_WINDOW_S`, `SFWD_BENCH_REPS`, `SFWD_BENCH_PARTITIONS`,
+//! `SFWD_BENCH_BACKLOG` and `SFWD_BENCH_REPLAY_BUDGET_S` (the replay's
+//! backlog, made smaller when the pass-through rate would need longer than
+//! the budget to drain it), `SFWD_BENCH_LIVE_RATE`,
+//! `SFWD_BENCH_ACTIVATIONS`, `SFWD_BENCH_ROWS` (a comma-separated subset of
+//! `throughput,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file).
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod kafka_io;
+mod pipes;
+mod report;
+mod rows;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use report::{Machine, Report};
+
+/// What one run measures, from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Requests waiting before the first (sizing) run of a throughput row.
+    pub records: usize,
+    /// Seconds between a throughput run's first output and its window.
+    pub warmup: f64,
+    /// Seconds over which a throughput run's outputs are counted.
+    pub window: f64,
+    /// Repetitions of every throughput row and of the replay.
+    pub reps: usize,
+    /// Partitions of every request, output and stored topic.
+    pub partitions: i32,
+    /// Value sizes of the throughput rows, in bytes.
+    pub sizes: Vec<usize>,
+    /// Stored requests the replay row drains, at most.
+    pub backlog: usize,
+    /// Seconds a replay may take, at the pass-through rate, before its
+    /// backlog is made smaller.
+    pub replay_budget: f64,
+    /// Live requests per second during the replay.
+    pub live_rate: u32,
+    /// Activations of the trigger row.
+    pub activations: usize,
+    /// Which groups of rows run.
+    pub groups: Vec<String>,
+    /// Where the JSON report goes.
+    pub out: PathBuf,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let num = |name: &str, default: usize| -> usize {
+            std::env::var(name)
+                .ok()
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+                })
+                .unwrap_or(default)
+        };
+        let groups = std::env::var("SFWD_BENCH_ROWS")
+            .unwrap_or_else(|_| "throughput,replay,trigger".into())
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let out = std::env::var_os("SFWD_BENCH_OUT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let target = std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+                target.join("bench").join("pipeline.json")
+            });
+        let secs = |name: &str, default: f64| -> f64 {
+            std::env::var(name)
+                .ok()
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+                })
+                .unwrap_or(default)
+        };
+        Settings {
+            records: num("SFWD_BENCH_RECORDS", 50_000),
+            warmup: secs("SFWD_BENCH_WARMUP_S", 0.5),
+            window: secs("SFWD_BENCH_WINDOW_S", 3.0),
+            reps: num("SFWD_BENCH_REPS", 3).max(1),
+            partitions: num("SFWD_BENCH_PARTITIONS", 12) as i32,
+            sizes: vec![100, 1000],
+            backlog: num("SFWD_BENCH_BACKLOG", 100_000),
+            replay_budget: secs("SFWD_BENCH_REPLAY_BUDGET_S", 120.0),
+            live_rate: num("SFWD_BENCH_LIVE_RATE", 100) as u32,
+            activations: num("SFWD_BENCH_ACTIVATIONS", 20).max(1),
+            groups,
+            out,
+        }
+    }
+
+    fn runs(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    let settings = Settings::from_env();
+    let broker = std::env::var("SFWD_BENCH_BROKER")
+        .unwrap_or_else(|_| format!("the Kafka cluster at {}", common::bootstrap()));
+    eprintln!("sfwd bench: {settings:?}\nbroker: {broker}");
+    let started = Instant::now();
+    let mut report = Report::new(Machine::now(), broker, &settings);
+    let mut memory = rows::Memory::default();
+
+    if settings.runs("throughput") {
+        rows::throughput(&settings, &mut report, &mut memory).await;
+    }
+    if settings.runs("replay") {
+        rows::replay(&settings, &mut report, &mut memory).await;
+    }
+    if settings.runs("trigger") {
+        rows::trigger(&settings, &mut report, &mut memory).await;
+    }
+    memory.report(&mut report);
+    report.finish(Machine::now(), started.elapsed());
+
+    println!("{}", report.markdown());
+    if let Some(dir) = settings.out.parent() {
+        std::fs::create_dir_all(dir).expect("create the report directory");
+    }
+    std::fs::write(
+        &settings.out,
+        serde_json::to_string_pretty(&report.json()).expect("json"),
+    )
+    .expect("write the JSON report");
+    println!("wrote {}", settings.out.display());
+}

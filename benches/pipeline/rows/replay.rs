@@ -1,0 +1,224 @@
+//! Row 5: replaying a stored backlog while live requests keep coming.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureRecord;
+use sfwd::control::CommandKind;
+
+use super::{kafka_app, start_storing, wait_state, Memory, WAIT};
+use crate::common;
+use crate::common::app::operator;
+use crate::kafka_io::{self, Span};
+use crate::report::{quantile, Goal, Report, Row};
+use crate::Settings;
+
+/// One output of the replay run.
+struct Output {
+    source_partition: i32,
+    source_offset: i64,
+    written_ms: i64,
+    produced_ms: Option<i64>,
+}
+
+/// Reads the outputs of `topic` between the watermarks `from` and `to`.
+fn read_outputs(topic: &str, from: &[i64], to: &[i64]) -> Vec<Output> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let mut c = common::client_config();
+    c.set("group.id", common::unique("bench-reader"))
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create().expect("reader");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut left = 0;
+    for (p, (a, b)) in from.iter().zip(to).enumerate() {
+        if b > a {
+            tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Offset(*a))
+                .expect("offset");
+            left += b - a;
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::with_capacity(left as usize);
+    let deadline = std::time::Instant::now() + WAIT;
+    while left > 0 {
+        assert!(std::time::Instant::now() < deadline, "reading {topic}");
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.expect("reading outputs");
+        if m.offset() >= to[m.partition() as usize] {
+            continue;
+        }
+        left -= 1;
+        let id = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "sfwd-request-id")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        });
+        let Some((partition, offset)) = id.as_deref().and_then(|id| {
+            let (rest, offset) = id.rsplit_once('/')?;
+            let (_, partition) = rest.rsplit_once('/')?;
+            Some((partition.parse().ok()?, offset.parse().ok()?))
+        }) else {
+            panic!("an output without a positional request id: {id:?}");
+        };
+        out.push(Output {
+            source_partition: partition,
+            source_offset: offset,
+            written_ms: m.timestamp().to_millis().unwrap_or(0),
+            produced_ms: m.payload().and_then(kafka_io::produced_at),
+        });
+    }
+    out
+}
+
+/// Produces live requests at `rate` per second until `stop`; counts them.
+fn live_traffic(
+    topic: String,
+    partitions: i32,
+    rate: u32,
+    size: usize,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let producer = common::producer();
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+        let mut i = 0usize;
+        let mut pending = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let key = format!("live-{i}");
+            let payload = kafka_io::value(size);
+            let record = FutureRecord::to(&topic)
+                .key(key.as_bytes())
+                .payload(payload.as_slice())
+                .partition((i % partitions as usize) as i32);
+            pending.push(
+                rdkafka::producer::FutureProducer::send_result(&producer, record)
+                    .map_err(|(e, _)| e)
+                    .expect("live request"),
+            );
+            i += 1;
+        }
+        for d in pending {
+            d.await
+                .expect("delivery")
+                .map_err(|(e, _)| e)
+                .expect("live request acknowledged");
+        }
+        sent.store(i, Ordering::Relaxed);
+    })
+}
+
+/// Row 5: replaying a stored backlog while live requests keep coming.
+pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
+    let (p, size) = (s.partitions, 100);
+    let row_median = |number: u8, measure: &str| {
+        report
+            .rows
+            .iter()
+            .find(|r| r.number == number && r.size == Some(size) && r.measure.starts_with(measure))
+            .and_then(|r| r.median())
+    };
+    let bare = row_median(1, "bare pipe");
+    // A replay delivers as the pass-through does, one request at a time per
+    // partition: keep it within the budget.
+    let backlog = match row_median(3, "pass-through") {
+        Some(rate) if (s.backlog as f64) > rate * s.replay_budget => {
+            ((rate * s.replay_budget) as usize / 1000 * 1000).max(1000)
+        }
+        _ => s.backlog,
+    };
+    let app = kafka_app("bench-replay", p).await;
+    let loader = kafka_io::loader();
+    let (mut sfwd, mut epoch) = start_storing(&app, "bench").await;
+    let (stored, requests, output) = (
+        app.topic("stored.Svc"),
+        app.topic("requests"),
+        app.topic("target"),
+    );
+    let mut rates = Vec::new();
+    let mut p99s = Vec::new();
+    let mut all_latencies = Vec::new();
+    let mut live_total = 0;
+    for rep in 0..s.reps {
+        eprintln!("replay of {backlog} stored requests, repetition {}", rep + 1);
+        if rep > 0 {
+            operator(&app, "Svc", CommandKind::Store).await;
+            epoch = wait_state(&mut sfwd, "STORE", epoch, None).0;
+        }
+        let stored_from = kafka_io::highs(&stored, p);
+        kafka_io::produce(&loader, &requests, p, backlog, size).await;
+        kafka_io::wait_outputs(&stored, &stored_from, backlog, WAIT);
+        let boundary = kafka_io::highs(&requests, p);
+        let from = kafka_io::highs(&output, p);
+
+        let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let live = live_traffic(requests.clone(), p, s.live_rate, size, stop.clone(), sent.clone());
+        operator(&app, "Svc", CommandKind::Forward).await;
+        epoch = wait_state(&mut sfwd, "FORWARD", epoch, Some(false)).0;
+        stop.store(true, Ordering::Relaxed);
+        live.await.expect("live traffic");
+        let live_n = sent.load(Ordering::Relaxed);
+        live_total += live_n;
+        let (to, _) = kafka_io::wait_outputs(&output, &from, backlog + live_n, WAIT);
+        memory.loaded(&sfwd);
+
+        let outputs = read_outputs(&output, &from, &to);
+        let (replayed, live): (Vec<&Output>, Vec<&Output>) = outputs
+            .iter()
+            .partition(|o| o.source_offset < boundary[o.source_partition as usize]);
+        rates.push(Span::of(replayed.iter().map(|o| o.written_ms)).rate());
+        let latencies: Vec<f64> = live
+            .iter()
+            .filter_map(|o| Some((o.written_ms - o.produced_ms?) as f64))
+            .collect();
+        if let Some(p99) = quantile(&latencies, 0.99) {
+            p99s.push(p99);
+        }
+        all_latencies.extend(latencies);
+    }
+    assert!(sfwd.terminate().success());
+    kafka_io::delete_topics(&super::app_topics(&app)).await;
+
+    let mut row = Row::new(
+        5,
+        format!("replay of {backlog} stored requests, live traffic {}/s", s.live_rate),
+        "rec/s",
+    );
+    row.size = Some(size);
+    row.samples = rates;
+    row.baseline = bare;
+    row.goal = Some(Goal::RatioAtLeast(0.8));
+    row.note = match (bare, backlog < s.backlog) {
+        (None, _) => Some("no ratio: the bare pipe did not run (SFWD_BENCH_ROWS)".into()),
+        (Some(_), true) => Some(format!(
+            "backlog made smaller than {}: at the pass-through rate it would take more than {:.0} s to drain on this broker",
+            s.backlog, s.replay_budget
+        )),
+        (Some(_), false) => None,
+    };
+    report.push(row);
+
+    let mut row = Row::new(5, "live latency during the replay", "ms");
+    row.size = Some(size);
+    row.samples = p99s;
+    row.headline = quantile(&all_latencies, 0.99);
+    row.text = Some(format!(
+        "p50 {} ms, p99 {} ms ({} live requests)",
+        crate::report::number(quantile(&all_latencies, 0.5).unwrap_or(0.0)),
+        crate::report::number(quantile(&all_latencies, 0.99).unwrap_or(0.0)),
+        live_total
+    ));
+    row.note = Some(
+        "a live request waits in its source topic until its partition's backlog is replayed (G4); \
+         the spread is of the p99 per repetition"
+            .into(),
+    );
+    report.push(row);
+}
+
