@@ -23,20 +23,21 @@ use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
 /// The Chromium binary: `SFWD_CHROMIUM`, else `chromium` on the `PATH`.
+/// Fails the test, saying how to install it, when there is none.
 fn chromium_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SFWD_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("chromium"))
-            .find(|candidate| candidate.is_file())
-    });
+    let found = match std::env::var_os("SFWD_CHROMIUM") {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+        None => std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("chromium"))
+                .find(|candidate| candidate.is_file())
+        }),
+    };
     found.unwrap_or_else(|| {
         panic!(
-            "this test needs headless Chromium and found no `chromium` on the PATH: run \
-             `./dev test` (it installs the Debian package `chromium`), or `apt-get install \
-             chromium`, or set SFWD_CHROMIUM to a Chromium binary"
+            "this test needs headless Chromium and found none (no `chromium` on the PATH, or \
+             SFWD_CHROMIUM names no file): run `./dev test`, which installs the Debian package \
+             `chromium`, or `apt-get install chromium`"
         )
     })
 }
@@ -270,8 +271,8 @@ fn field(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_from_the_page_replays_the_backlog() {
-    let chromium = chromium_binary();
-    assert!(chromium.exists(), "{}", chromium.display());
+    // Before anything else: without Chromium the test fails at once.
+    chromium_binary();
     let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

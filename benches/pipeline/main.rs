@@ -23,7 +23,8 @@
 //! The broker is `SFWD_TEST_BOOTSTRAP`; `SFWD_BENCH_BROKER` describes it in
 //! the report. Settings (environment): `SFWD_BENCH_RECORDS` (the backlog of
 //! the first, sizing run of a throughput row), `SFWD_BENCH_WARMUP_S`,
-//! `SFWD_BENCH_WINDOW_S`, `SFWD_BENCH_REPS`, `SFWD_BENCH_PARTITIONS`,
+//! `SFWD_BENCH_WINDOW_S`, `SFWD_BENCH_SIZES` (value sizes in bytes, default
+//! `100,1000`), `SFWD_BENCH_REPS`, `SFWD_BENCH_PARTITIONS`,
 //! `SFWD_BENCH_BACKLOG` and `SFWD_BENCH_REPLAY_BUDGET_S` (the replay's
 //! backlog, made smaller when the pass-through rate would need longer than
 //! the budget to drain it), `SFWD_BENCH_LIVE_RATE`,
@@ -115,7 +116,11 @@ impl Settings {
             window: secs("SFWD_BENCH_WINDOW_S", 3.0),
             reps: num("SFWD_BENCH_REPS", 3).max(1),
             partitions: num("SFWD_BENCH_PARTITIONS", 12) as i32,
-            sizes: vec![100, 1000],
+            sizes: std::env::var("SFWD_BENCH_SIZES")
+                .unwrap_or_else(|_| "100,1000".into())
+                .split(',')
+                .map(|v| v.trim().parse().expect("SFWD_BENCH_SIZES: sizes in bytes"))
+                .collect(),
             backlog: num("SFWD_BENCH_BACKLOG", 100_000),
             replay_budget: secs("SFWD_BENCH_REPLAY_BUDGET_S", 120.0),
             live_rate: num("SFWD_BENCH_LIVE_RATE", 100) as u32,

@@ -19,6 +19,7 @@
 //! guarantee shown.
 
 pub mod embedded;
+pub mod rebalances;
 pub mod summary;
 mod traffic;
 
@@ -42,6 +43,7 @@ use crate::target_sim::{self, TargetSim};
 use crate::topology::{self, Topology};
 use embedded::{Cluster, Instance, Seen, SeenLog, TempDir};
 use summary::{Arrival, FailedCopy, InstanceTiming, Observations, StoredCopy};
+pub use rebalances::Rebalances;
 pub use summary::{Check, Summary};
 use traffic::Traffic;
 
@@ -87,6 +89,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const STALL: Duration = Duration::from_secs(5);
 /// How often the demo looks at the instances' control tables and the target.
 const POLL: Duration = Duration::from_millis(10);
+/// The consumers' session timeout on the embedded cluster.
+const SESSION_TIMEOUT_MS: u64 = 3000;
+/// How long the consumer groups must go without a rebalance before the
+/// target goes down: longer than the embedded cluster waits for a member
+/// to rejoin (the session timeout less a second).
+const SETTLED: Duration = Duration::from_millis(SESSION_TIMEOUT_MS - 500);
 
 /// The demo's topology: one HTTP service over the simulated target at
 /// `url`, asynchronous, with store and forward on the default rule.
@@ -96,6 +104,11 @@ pub fn topology_yaml(bootstrap: &str, url: &str, partitions: i32) -> String {
 kafka:
   bootstrap: "{bootstrap}"
   partitions: {partitions}
+  properties:
+    # The embedded cluster gives a member that is slow to rejoin a
+    # rebalance the session timeout less a second: keep both short.
+    session.timeout.ms: "{SESSION_TIMEOUT_MS}"
+    heartbeat.interval.ms: "500"
 services:
   employee-eis:
     binding:
@@ -297,7 +310,15 @@ impl Demo {
 /// summary; [`Summary::passed`] says whether the guarantees held. An error
 /// means the demo could not play its scenario (an instance stopped, the
 /// target never received the first requests, …).
-pub async fn run(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<Summary> {
+///
+/// With `rebalances` (installed as a layer of the process's tracing
+/// subscriber), the target goes down only once the consumer groups have
+/// settled; without it, after a fixed wait.
+pub async fn run(
+    settings: &Settings,
+    rebalances: Option<&Rebalances>,
+    out: &mut dyn Write,
+) -> anyhow::Result<Summary> {
     let Settings {
         requests,
         partitions,
@@ -329,7 +350,7 @@ pub async fn run(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<Sum
         ids.join(", "),
         secs(phase.elapsed())
     );
-    let outcome = play(&demo, settings, out, begun).await;
+    let outcome = play(&demo, settings, rebalances, out, begun).await;
     let stopped = demo.stop().await;
     let summary = outcome?;
     if let Err(e) = stopped {
@@ -342,6 +363,7 @@ pub async fn run(settings: &Settings, out: &mut dyn Write) -> anyhow::Result<Sum
 async fn play(
     demo: &Demo,
     settings: &Settings,
+    rebalances: Option<&Rebalances>,
     out: &mut dyn Write,
     begun: Instant,
 ) -> anyhow::Result<Summary> {
@@ -365,9 +387,16 @@ async fn play(
     })
     .await?;
     let (to_first, per_second) = flow(&demo.sim.received(), phase_wall);
+    let settling = Instant::now();
+    let quiet = || rebalances.map_or(settling.elapsed(), Rebalances::quiet_for);
+    // Not settling is no reason to stop: the guarantees hold through a
+    // rebalance too.
+    let _ = demo
+        .wait_until("the consumer groups settling", PATIENCE, |_| quiet() >= SETTLED)
+        .await;
     say!(
         out,
-        "[2/5] target up    sent {first}, delivered {}: the first after {} (the consumer group forming), then {per_second:.0}/s ({})",
+        "[2/5] target up    sent {first}, delivered {}: the first after {} (the consumer groups forming), then {per_second:.0}/s; groups settled ({})",
         demo.delivered(),
         secs(to_first),
         secs(phase.elapsed())

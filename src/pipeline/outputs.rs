@@ -93,6 +93,26 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
         wait_delivery(&topic, delivery).await
     }
 
+    /// Are outputs still waiting for their acknowledgement?
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Waits until the oldest output in flight is acknowledged, then stores
+    /// the offsets of every finished record. Cancel-safe: nothing is taken
+    /// from the window until its acknowledgement is in hand, so a partition
+    /// whose traffic stops still commits what it finished.
+    pub async fn settle(&mut self) -> Result<(), OutputError> {
+        if let Some(front) = self.pending.front_mut() {
+            if let Some(delivery) = front.delivery.as_mut() {
+                let result = delivery.await;
+                front.delivery = None;
+                check_delivery(&front.topic, result)?;
+            }
+        }
+        self.settle_ready()
+    }
+
     /// Waits for every output in flight and stores their offsets.
     pub async fn drain(&mut self) -> Result<(), OutputError> {
         while !self.pending.is_empty() {

@@ -67,6 +67,7 @@ impl Worker {
                 biased;
                 _ = self.stop.wait() => break,
                 _ = changes.changed() => {}
+                settled = self.window.settle(), if self.window.has_pending() => settled?,
                 message = rx.recv() => match message {
                     Some(m) => self.process(m).await?,
                     None => break,
