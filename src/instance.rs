@@ -194,6 +194,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             publisher: publisher.clone(),
             replay_done,
             command_partitions: topics.command_partitions,
+            auto_resume: auto_resume(&topology, &producer)?,
         };
         let stop = shutdown.listener();
         tasks.spawn(async move {
@@ -398,4 +399,49 @@ fn replay_done_check(
             })
         })
     })
+}
+
+/// The probes of the control points with `auto_resume`, following `service`
+/// references to the binding that is called.
+fn auto_resume(
+    topology: &Topology,
+    producer: &FutureProducer,
+) -> anyhow::Result<HashMap<String, control::AutoResume>> {
+    let mut out = HashMap::new();
+    for (service, sf) in topology.control_points() {
+        let Some(auto) = &sf.auto_resume else {
+            continue;
+        };
+        let mut binding = &service.binding;
+        for _ in 0..=topology.services.len() {
+            match binding {
+                Binding::Service(name) => match topology.service(name) {
+                    Some(s) => binding = &s.binding,
+                    None => break,
+                },
+                _ => break,
+            }
+        }
+        let probe = match binding {
+            Binding::Http(h) => {
+                let url = auto.probe_url.clone().unwrap_or_else(|| h.url.clone());
+                control::Probe::http(&url, h.timeout)
+                    .with_context(|| format!("the auto-resume probe of `{}`", sf.control_point))?
+            }
+            Binding::Kafka(k) => control::Probe::Kafka {
+                producer: producer.clone(),
+                topic: k.topic.clone(),
+                timeout: k.timeout.min(Duration::from_secs(10)),
+            },
+            Binding::Service(_) => continue,
+        };
+        out.insert(
+            sf.control_point.clone(),
+            control::AutoResume {
+                every: auto.every,
+                probe,
+            },
+        );
+    }
+    Ok(out)
 }

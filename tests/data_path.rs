@@ -577,3 +577,56 @@ async fn a_restart_while_storing_keeps_storing_without_calling_the_target_and_si
         "no stored copy written twice after a clean stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn automatic_resume_forwards_when_the_probe_succeeds() {
+    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = http_app("autoresume", &sim, "");
+    let probe = sim.url("/health");
+    let text = std::fs::read_to_string(&app.topology)
+        .unwrap()
+        .replace(
+            "      control_point: Eis\n",
+            &format!("      control_point: Eis\n      auto_resume: {{ every: 300ms, probe_url: \"{probe}\" }}\n"),
+        );
+    std::fs::write(&app.topology, text).unwrap();
+    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    let mut a = app.start("a");
+    sim.set_mode(Mode::Unavailable);
+    let ids = produce_requests(&app, 0, 12).await;
+    let failed = decode_failed(&read_async(app.topic("failed"), 1, 60).await);
+    assert_eq!(failed.len(), 1);
+    read_async(app.topic("stored.Eis"), 11, 60).await;
+    // The target comes back: the next probe forwards, and the backlog follows.
+    sim.set_mode(Mode::Up);
+    let forward = a.wait_for("auto-resume", Duration::from_secs(30), |v| {
+        common::process::message(v) == "control point changed"
+            && common::process::field(v, "command") == "auto-resume"
+    });
+    assert_eq!(common::process::field(&forward, "mode"), "FORWARD");
+    sim.wait_for(11 + 1, Duration::from_secs(60))
+        .await
+        .expect("backlog replayed after the probe");
+    let delivered: Vec<String> = sim
+        .received()
+        .into_iter()
+        .filter(|r| r.path != "/health")
+        .filter_map(|r| r.request_id)
+        .collect();
+    let mut expected: Vec<String> = ids
+        .into_iter()
+        .filter(|id| *id != failed[0].request_id)
+        .collect();
+    expected.sort();
+    let mut got = delivered.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(
+        sim.received()
+            .iter()
+            .any(|r| r.path == "/health" && r.method == "GET"),
+        "the probe asked the probe URL"
+    );
+}

@@ -14,6 +14,7 @@
 mod compaction_tests;
 mod convert;
 mod machine;
+mod probe;
 mod publisher;
 mod table;
 mod writer;
@@ -24,6 +25,7 @@ pub use convert::{
 pub use machine::{
     Cause, Command, CommandKind, ControlPoint, Mode, NoOp, Outcome, Refusal, Trigger,
 };
+pub use probe::{AutoResume, Probe};
 pub use publisher::{command_partition, CommandPublisher};
 pub use table::{replay_key, run_reader, ControlTable, ReplayProgress, TableError};
 pub use writer::{run_writer, ReplayDone, WriterError, WriterSettings};

@@ -27,6 +27,7 @@ use rdkafka::ClientConfig;
 
 use super::convert::{command_from_record, state_to_record};
 use super::machine::{CommandKind, ControlPoint, Mode, Outcome};
+use super::probe::AutoResume;
 use super::publisher::{command_partition, CommandPublisher};
 use super::table::ControlTable;
 use crate::kafka::{Assignment, RebalanceContext};
@@ -63,6 +64,8 @@ pub struct WriterSettings {
     pub publisher: CommandPublisher,
     pub replay_done: ReplayDone,
     pub command_partitions: i32,
+    /// Control points with automatic resume, and how to probe their target.
+    pub auto_resume: HashMap<String, AutoResume>,
 }
 
 /// Runs the writer until shutdown.
@@ -76,6 +79,10 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
     // The writer's own view of the control points it decides for.
     let mut current: HashMap<String, (ControlPoint, i64)> = HashMap::new();
     let mut caught_up_sent: HashMap<String, u64> = HashMap::new();
+    // When each storing control point was last probed, and whether a probe
+    // is under way.
+    let mut probed: HashMap<String, (std::time::Instant, Arc<std::sync::atomic::AtomicBool>)> =
+        HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -99,6 +106,34 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
                 }
             },
             _ = tick.tick() => {
+                // Automatic resume: probe the targets of storing control
+                // points this writer decides for.
+                for state in s.table.all() {
+                    let Some(auto) = s.auto_resume.get(&state.name) else { continue };
+                    if state.mode != Mode::Store || !owned.contains(&command_partition(&state.name, s.command_partitions)) {
+                        continue;
+                    }
+                    let (last, busy) = probed
+                        .entry(state.name.clone())
+                        .or_insert_with(|| (std::time::Instant::now(), Arc::default()));
+                    if last.elapsed() < auto.every || busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                        continue;
+                    }
+                    *last = std::time::Instant::now();
+                    let (probe, busy, publisher) = (auto.probe.clone(), busy.clone(), s.publisher.clone());
+                    tokio::spawn(async move {
+                        if probe.is_up().await {
+                            tracing::info!(control_point = %state.name, epoch = state.epoch, ?probe, "probe succeeded: resuming");
+                            let command = publisher.command(CommandKind::AutoResume, state.epoch);
+                            if let Err(e) = publisher.publish(&state.name, &command).await {
+                                tracing::warn!(control_point = %state.name, error = %e, "cannot publish auto-resume");
+                            }
+                        } else {
+                            tracing::debug!(control_point = %state.name, ?probe, "probe: target still down");
+                        }
+                        busy.store(false, std::sync::atomic::Ordering::Release);
+                    });
+                }
                 // A writer that lost ownership may have written after the
                 // valid state: its record would be the one compaction keeps.
                 for state in s.table.all() {
