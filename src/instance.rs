@@ -59,12 +59,6 @@ struct Topics {
 
 /// Runs an instance until `shutdown` fires or a task fails.
 pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<()> {
-    if options.topology.kafka.exactly_once {
-        bail!(
-            "`kafka.exactly_once: true` asks for Kafka transactions, which this version of sfwd does not offer; \
-             remove it: outputs are at least once, and duplicates are recognised by request id (README, \"Guarantees\")"
-        );
-    }
     let topology = Arc::new(options.topology.clone());
     let instance = options.instance_id.clone();
     let metrics = crate::telemetry::install();
@@ -216,6 +210,12 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             instance: instance.clone(),
             stored_partitions: topics.stored_partitions.clone(),
             reader_config: kafka::reader_config(&base, &instance, "replay"),
+            exactly_once: topology.kafka.exactly_once.then(|| {
+                let mut c = kafka::producer_config(&base);
+                c.set("enable.idempotence", "true")
+                    .set("max.in.flight.requests.per.connection", "5");
+                c
+            }),
             topology: topology.clone(),
         });
         let mut config = kafka::group_consumer_config(&base, &topology.application, &instance);

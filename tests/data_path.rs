@@ -49,11 +49,7 @@ services:
     .await
     .unwrap();
     assert_eq!(delivered.len(), 60, "every request delivered once");
-    let ids = request_ids(&delivered);
-    for (partition, offsets) in by_partition(&ids) {
-        let mut sorted = offsets.clone();
-        sorted.sort();
-        assert_eq!(offsets, sorted, "order kept for {partition}");
+    for offsets in assert_ascending_per_partition(&request_ids(&delivered)).values() {
         assert_eq!(offsets.len(), 20);
     }
     // Key, value and headers travel to the target.
@@ -72,17 +68,14 @@ services:
 
 use sfwd::control::CommandKind;
 use sfwd::records::FailureReason;
-use sfwd::target_sim::{Mode, TargetSim};
+use sfwd::target_sim::Mode;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let app = http_app("outage", &sim, "");
-    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
-    let mut a = app.start("a");
-    a.wait_assigned();
+    app.create_request_topics().await;
+    let mut a = app.start_assigned("a");
 
     // Pass-through while the target is up.
     let first = produce_requests(&app, 0, 30).await;
@@ -167,8 +160,7 @@ async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order
     sim.wait_for(30 + 41 + 12, Duration::from_secs(60))
         .await
         .expect("backlog and new requests delivered");
-    let received = received_by_partition(&sim);
-    let mut all: Vec<String> = first
+    let all: Vec<String> = first
         .iter()
         .chain(&second)
         .chain(&third)
@@ -176,17 +168,7 @@ async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order
         .filter(|id| **id != trigger.request_id)
         .cloned()
         .collect();
-    all.sort();
-    let expected = by_partition(&all);
-    for (partition, offsets) in &expected {
-        let mut want = offsets.clone();
-        want.sort();
-        assert_eq!(
-            received.get(partition),
-            Some(&want),
-            "order and completeness for {partition}"
-        );
-    }
+    assert_in_order_per_partition(&received_by_partition(&sim), &all);
     assert!(
         sim.duplicates().is_empty(),
         "nothing delivered twice: {:?}",
@@ -201,11 +183,9 @@ async fn outage_stores_everything_after_one_trigger_and_forward_replays_in_order
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_no_rule_matches_goes_to_the_failed_events_and_nothing_is_stored() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let app = http_app("nomatch", &sim, "");
-    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    app.create_request_topics().await;
     let _a = app.start("a");
     sim.set_mode(Mode::BadRequest);
     let ids = produce_requests(&app, 0, 6).await;
@@ -233,9 +213,7 @@ async fn a_failure_no_rule_matches_goes_to_the_failed_events_and_nothing_is_stor
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_failed_with_its_reason_and_the_partition_keeps_flowing() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let url = sim.url("/x");
     let app = App::new("badinput", |name| {
         format!(
@@ -323,9 +301,7 @@ services:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_requests_are_answered_and_never_stored_or_triggering() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let app = http_app(
         "sync",
         &sim,
@@ -383,11 +359,9 @@ async fn sync_requests_are_answered_and_never_stored_or_triggering() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replayed_request_that_fails_again_re_triggers_and_the_rest_stays_stored() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let app = http_app("retrigger", &sim, "");
-    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    app.create_request_topics().await;
     let _a = app.start("a");
     sim.set_mode(Mode::Unavailable);
     let ids = produce_requests(&app, 0, 120).await;
@@ -410,7 +384,7 @@ async fn a_replayed_request_that_fails_again_re_triggers_and_the_rest_stays_stor
     sim.set_mode(Mode::Up);
     operator(&app, "Eis", CommandKind::Forward).await;
     let failed_ids: Vec<&str> = failed.iter().map(|f| f.request_id.as_str()).collect();
-    let mut expected: Vec<String> = ids
+    let expected: Vec<String> = ids
         .iter()
         .filter(|id| !failed_ids.contains(&id.as_str()))
         .cloned()
@@ -419,27 +393,17 @@ async fn a_replayed_request_that_fails_again_re_triggers_and_the_rest_stays_stor
         .await
         .expect("all but the triggers delivered");
     assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
-    expected.sort();
-    let want = by_partition(&expected);
-    let got = received_by_partition(&sim);
-    for (partition, offsets) in &want {
-        let mut sorted = offsets.clone();
-        sorted.sort();
-        assert_eq!(got.get(partition), Some(&sorted), "order for {partition}");
-    }
+    assert_in_order_per_partition(&received_by_partition(&sim), &expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_storing_and_while_replaying_loses_nothing_and_redelivers_only_flagged_requests(
 ) {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let app = http_app("kill9", &sim, "");
-    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    app.create_request_topics().await;
     let total = 3000;
-    let mut a = app.start("a");
-    a.wait_assigned();
+    let mut a = app.start_assigned("a");
     sim.set_mode(Mode::Unavailable);
 
     // Killed while storing: requests keep arriving meanwhile.
@@ -528,22 +492,15 @@ async fn kill_9_while_storing_and_while_replaying_loses_nothing_and_redelivers_o
             firsts.push(id);
         }
     }
-    for (partition, offsets) in by_partition(&firsts) {
-        let mut sorted = offsets.clone();
-        sorted.sort();
-        assert_eq!(offsets, sorted, "order for {partition}");
-    }
+    assert_ascending_per_partition(&firsts);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_while_storing_keeps_storing_without_calling_the_target_and_sigterm_is_clean() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let app = http_app("restart", &sim, "");
-    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
-    let mut a = app.start("a");
-    a.wait_assigned();
+    app.create_request_topics().await;
+    let mut a = app.start_assigned("a");
     operator(&app, "Eis", CommandKind::Store).await;
     a.wait_for("store applied", Duration::from_secs(30), |v| {
         common::process::message(v) == "control state applied"
@@ -560,8 +517,7 @@ async fn a_restart_while_storing_keeps_storing_without_calling_the_target_and_si
 
     // The target is up now, but the control point is still STORE: the
     // restarted instance must store, not call.
-    let mut a = app.start("a");
-    a.wait_assigned();
+    let _a = app.start_assigned("a");
     produce_requests(&app, 12, 12).await;
     assert_eq!(distinct_stored(&app, 24).await, 24);
     assert_eq!(
@@ -580,9 +536,7 @@ async fn a_restart_while_storing_keeps_storing_without_calling_the_target_and_si
 
 #[tokio::test(flavor = "multi_thread")]
 async fn automatic_resume_forwards_when_the_probe_succeeds() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = start_target().await;
     let app = http_app("autoresume", &sim, "");
     let probe = sim.url("/health");
     let text = std::fs::read_to_string(&app.topology)
@@ -592,7 +546,7 @@ async fn automatic_resume_forwards_when_the_probe_succeeds() {
             &format!("      control_point: Eis\n      auto_resume: {{ every: 300ms, probe_url: \"{probe}\" }}\n"),
         );
     std::fs::write(&app.topology, text).unwrap();
-    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    app.create_request_topics().await;
     let mut a = app.start("a");
     sim.set_mode(Mode::Unavailable);
     let ids = produce_requests(&app, 0, 12).await;
@@ -629,4 +583,26 @@ async fn automatic_resume_forwards_when_the_probe_succeeds() {
             .any(|r| r.path == "/health" && r.method == "GET"),
         "the probe asked the probe URL"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_on_a_broker_without_transactions_stops_with_a_clear_error() {
+    let sim = start_target().await;
+    let app = http_app("eos", &sim, "");
+    let text = std::fs::read_to_string(&app.topology)
+        .unwrap()
+        .replace("partitions: 3 }", "partitions: 3, exactly_once: true }");
+    std::fs::write(&app.topology, text).unwrap();
+    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    let mut a = app.start("a");
+    produce_requests(&app, 0, 2).await;
+    let failed = a.wait_for("transactions refused", Duration::from_secs(60), |v| {
+        common::process::message(v) == "sfwd run failed"
+    });
+    let error = common::process::field(&failed, "error");
+    assert!(
+        error.contains("kafka.exactly_once") && error.contains("set `exactly_once: false`"),
+        "{error}"
+    );
+    assert!(!a.terminate().success(), "the instance exits non-zero");
 }

@@ -44,6 +44,14 @@ pub enum PipelineError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `kafka.exactly_once` is set and the broker refused a transaction.
+    #[error("kafka.exactly_once: cannot use Kafka transactions for {topic}/{partition} (the broker must support them, or set `exactly_once: false`)")]
+    Transactions {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
     /// Shutdown or revocation interrupted a record; it will be read again.
     #[error("stopped")]
     Stopped,
@@ -63,6 +71,9 @@ pub struct Context {
     pub stored_partitions: HashMap<String, i32>,
     /// Consumer settings for reading stored topics by `assign()`.
     pub reader_config: ClientConfig,
+    /// With `kafka.exactly_once`: the producer settings from which each
+    /// partition makes its transactional producer.
+    pub exactly_once: Option<ClientConfig>,
 }
 
 impl Context {
@@ -176,6 +187,11 @@ pub async fn run_pipeline(
         workers: workers.clone(),
         assigned: assigned_tx,
     };
+    let mut consumer_config = consumer_config;
+    if ctx.exactly_once.is_some() {
+        // Offsets are committed in each partition's transactions.
+        consumer_config.set("enable.auto.commit", "false");
+    }
     let consumer: Arc<StreamConsumer<PipelineContext>> =
         Arc::new(consumer_config.create_with_context(context)?);
     let topics = ctx.topology.request_topics();
@@ -348,8 +364,10 @@ pub async fn run_pipeline(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %e, "final commit");
+    if ctx.exactly_once.is_none() {
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final commit");
+        }
     }
     consumer.unsubscribe();
     result

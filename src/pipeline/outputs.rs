@@ -9,7 +9,7 @@ use futures::FutureExt;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 /// An output record, ready to send.
 #[derive(Debug, Clone)]
@@ -45,7 +45,23 @@ pub struct OutputWindow<C: ConsumerContext + 'static> {
     source_partition: i32,
     pending: VecDeque<Pending>,
     max_in_flight: usize,
+    /// With `kafka.exactly_once`: the open transaction.
+    txn: Option<Txn>,
 }
+
+/// The open transaction of a partition's transactional producer: outputs
+/// and the source offset are committed together.
+struct Txn {
+    /// The last source offset finished in this transaction.
+    offset: Option<i64>,
+    outputs: usize,
+    since: std::time::Instant,
+}
+
+/// A transaction is committed after this many outputs or this long.
+pub const TXN_OUTPUTS: usize = 500;
+const TXN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+const TXN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<C: ConsumerContext + 'static> OutputWindow<C> {
     pub fn new(
@@ -61,12 +77,99 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
             source_partition,
             pending: VecDeque::new(),
             max_in_flight: 1000,
+            txn: None,
         }
+    }
+
+    /// From now on, writes outputs and source offsets together in Kafka
+    /// transactions (`kafka.exactly_once`) through `producer`, which must
+    /// have a `transactional.id` of its own; initialising it fences any
+    /// earlier producer with that id. Call before the first output.
+    pub fn make_transactional(&mut self, producer: FutureProducer) -> Result<(), KafkaError> {
+        tokio::task::block_in_place(|| {
+            producer.init_transactions(TXN_TIMEOUT)?;
+            producer.begin_transaction()
+        })?;
+        self.producer = producer;
+        self.txn = Some(Txn {
+            offset: None,
+            outputs: 0,
+            since: std::time::Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Are outputs written in transactions?
+    pub fn is_transactional(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// Writes a bookkeeping record (replay progress) in the open transaction.
+    /// Transactional windows only.
+    pub async fn write_in_transaction(&mut self, output: Output) -> Result<(), OutputError> {
+        let _ = self.enqueue(output).await?;
+        if let Some(txn) = &mut self.txn {
+            txn.outputs += 1;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction with the finished source offset, and
+    /// opens the next.
+    fn commit(&mut self) -> Result<(), OutputError> {
+        let Some(txn) = &mut self.txn else {
+            return Ok(());
+        };
+        if txn.offset.is_none() && txn.outputs == 0 {
+            txn.since = std::time::Instant::now();
+            return Ok(());
+        }
+        let error = |source| OutputError {
+            topic: self.source_topic.clone(),
+            source,
+        };
+        let offset = txn.offset;
+        let result = tokio::task::block_in_place(|| -> Result<(), KafkaError> {
+            if let Some(offset) = offset {
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition_offset(
+                    &self.source_topic,
+                    self.source_partition,
+                    rdkafka::Offset::Offset(offset + 1),
+                )?;
+                let group = self
+                    .consumer
+                    .group_metadata()
+                    .ok_or(KafkaError::MessageProduction(RDKafkaErrorCode::State))?;
+                self.producer
+                    .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
+            }
+            self.producer.commit_transaction(TXN_TIMEOUT)?;
+            self.producer.begin_transaction()
+        });
+        result.map_err(error)?;
+        let txn = self.txn.as_mut().expect("transactional");
+        txn.offset = None;
+        txn.outputs = 0;
+        txn.since = std::time::Instant::now();
+        Ok(())
     }
 
     /// Records that the source record at `offset` is finished once `output`
     /// (if any) is acknowledged.
     pub async fn push(&mut self, offset: i64, output: Option<Output>) -> Result<(), OutputError> {
+        if self.txn.is_some() {
+            if let Some(o) = output {
+                let _ = self.enqueue(o).await?;
+            }
+            let txn = self.txn.as_mut().expect("transactional");
+            txn.offset = Some(offset);
+            txn.outputs += 1;
+            if txn.outputs >= TXN_OUTPUTS || txn.since.elapsed() >= TXN_INTERVAL {
+                self.commit()?;
+            }
+            return Ok(());
+        }
         let (topic, delivery) = match output {
             Some(o) => (o.topic.clone(), Some(self.enqueue(o).await?)),
             None => (String::new(), None),
@@ -87,6 +190,10 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
     /// outputs already in flight (for outputs that must be durable before
     /// the partition goes on, such as a trigger's failed event).
     pub async fn write_now(&mut self, output: Output) -> Result<(), OutputError> {
+        if self.txn.is_some() {
+            let _ = self.enqueue(output).await?;
+            return self.commit();
+        }
         let topic = output.topic.clone();
         let delivery = self.enqueue(output).await?;
         self.drain().await?;
@@ -95,7 +202,10 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
 
     /// Are outputs still waiting for their acknowledgement?
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        match &self.txn {
+            Some(txn) => txn.offset.is_some() || txn.outputs > 0,
+            None => !self.pending.is_empty(),
+        }
     }
 
     /// Waits until the oldest output in flight is acknowledged, then stores
@@ -103,6 +213,11 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
     /// from the window until its acknowledgement is in hand, so a partition
     /// whose traffic stops still commits what it finished.
     pub async fn settle(&mut self) -> Result<(), OutputError> {
+        if let Some(txn) = &self.txn {
+            // Cancel-safe too: the commit happens after the wait, at once.
+            tokio::time::sleep(TXN_INTERVAL.saturating_sub(txn.since.elapsed())).await;
+            return self.commit();
+        }
         if let Some(front) = self.pending.front_mut() {
             if let Some(delivery) = front.delivery.as_mut() {
                 let result = delivery.await;
@@ -115,6 +230,9 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
 
     /// Waits for every output in flight and stores their offsets.
     pub async fn drain(&mut self) -> Result<(), OutputError> {
+        if self.txn.is_some() {
+            return self.commit();
+        }
         while !self.pending.is_empty() {
             self.settle_front().await?;
         }

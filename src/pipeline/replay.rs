@@ -86,11 +86,13 @@ impl Worker {
             // may have been delivered before its progress was written.
             // The window of unacknowledged progress, plus the request that was
             // being delivered.
-            let mut possible_redeliveries = if progress.open {
-                PROGRESS_WINDOW + 1
+            let window = if self.window.is_transactional() {
+                // Progress is committed with each transaction.
+                super::outputs::TXN_OUTPUTS
             } else {
-                0
+                PROGRESS_WINDOW + 1
             };
+            let mut possible_redeliveries = if progress.open { window } else { 0 };
             progress.open = true;
             while next < high {
                 let m = tokio::select! {
@@ -321,6 +323,20 @@ impl Worker {
         let ctx = self.ctx.clone();
         let payload = serde_json::to_vec(&progress).expect("plain struct");
         let topic = ctx.topology.replay_topic();
+        if self.window.is_transactional() {
+            // In the partition's transaction, with the outputs it covers.
+            self.window
+                .write_in_transaction(super::outputs::Output {
+                    topic,
+                    partition: Some(0),
+                    key: Some(key.as_bytes().to_vec()),
+                    payload,
+                    headers: Vec::new(),
+                })
+                .await?;
+            ctx.table.apply_replay(key, progress)?;
+            return Ok(());
+        }
         loop {
             let record = FutureRecord::to(&topic)
                 .key(key)

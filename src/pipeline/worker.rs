@@ -53,6 +53,25 @@ impl Worker {
     ) -> Result<(), PipelineError> {
         // Start from the latest replay progress any previous owner wrote.
         self.ctx.wait_replay_table().await?;
+        if let Some(config) = &self.ctx.exactly_once {
+            let mut config = config.clone();
+            config.set(
+                "transactional.id",
+                format!(
+                    "{}.{}.{}",
+                    self.ctx.topology.application, self.topic, self.partition
+                ),
+            );
+            let window = &mut self.window;
+            config
+                .create()
+                .and_then(|producer| window.make_transactional(producer))
+                .map_err(|source| PipelineError::Transactions {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    source,
+                })?;
+        }
         let mut changes = self.ctx.table.subscribe();
         loop {
             for cp in self.control_points.clone() {
