@@ -107,7 +107,8 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
     /// Writes a bookkeeping record (replay progress) in the open transaction.
     /// Transactional windows only.
     pub async fn write_in_transaction(&mut self, output: Output) -> Result<(), OutputError> {
-        let _ = self.enqueue(output).await?;
+        // Acknowledged by the transaction's commit.
+        drop(self.enqueue(output).await?);
         if let Some(txn) = &mut self.txn {
             txn.outputs += 1;
         }
@@ -160,7 +161,7 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
     pub async fn push(&mut self, offset: i64, output: Option<Output>) -> Result<(), OutputError> {
         if self.txn.is_some() {
             if let Some(o) = output {
-                let _ = self.enqueue(o).await?;
+                drop(self.enqueue(o).await?);
             }
             let txn = self.txn.as_mut().expect("transactional");
             txn.offset = Some(offset);
@@ -191,7 +192,8 @@ impl<C: ConsumerContext + 'static> OutputWindow<C> {
     /// the partition goes on, such as a trigger's failed event).
     pub async fn write_now(&mut self, output: Output) -> Result<(), OutputError> {
         if self.txn.is_some() {
-            let _ = self.enqueue(output).await?;
+            // Acknowledged by the transaction's commit.
+            drop(self.enqueue(output).await?);
             return self.commit();
         }
         let topic = output.topic.clone();
