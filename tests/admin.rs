@@ -6,8 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::admin::{get, get_json, metric, post_json, App};
-use sfwd::target_sim::{Mode, TargetSim};
+use common::admin::{get, get_json, metric, post_json, wait_eis};
+use common::app::{produce_queries, query_app, start_target};
+use sfwd::target_sim::Mode;
 
 /// Scrapes `/metrics` until `check` holds, or panics with the last scrape.
 async fn scrape_until(base: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
@@ -27,11 +28,9 @@ async fn scrape_until(base: &str, what: &str, check: impl Fn(&str) -> bool) -> S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_shows_control_points_and_takes_operator_commands() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = App::new("admin-api", &sim).await;
-    let (mut a, base) = app.start("a");
+    let sim = start_target().await;
+    let app = query_app("admin-api", &sim).await;
+    let (mut a, base) = app.start_with_admin("a");
 
     let (status, v) = get_json(&format!("{base}/healthz")).await;
     assert_eq!((status, v["status"].as_str()), (200, Some("ok")));
@@ -69,16 +68,8 @@ async fn the_api_shows_control_points_and_takes_operator_commands() {
     });
 
     // Requests are stored now; the backlog shows them.
-    app.produce(0, 6).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
-        if v["stored_backlog"] == 6 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "backlog never 6: {v}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    produce_queries(&app, 0, 6).await;
+    wait_eis(&base, "a backlog of 6", |v| v["stored_backlog"] == 6).await;
 
     // Store again: the state machine's no-op, nothing published.
     let (status, v) = post_json(&format!("{base}/api/control-points/Eis/store"), "").await;
@@ -98,17 +89,12 @@ async fn the_api_shows_control_points_and_takes_operator_commands() {
     assert_eq!(v["result"], "applied");
     assert_eq!(v["control_point"]["by"], "operator:admin-http");
     sim.wait_for(6, Duration::from_secs(60)).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
-        if v["stored_backlog"] == 0 && v["replaying"] == false {
-            assert_eq!(v["state"], "FORWARD");
-            assert_eq!(v["cause"], "replay-caught-up");
-            break;
-        }
-        assert!(Instant::now() < deadline, "replay never caught up: {v}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let v = wait_eis(&base, "the replay caught up", |v| {
+        v["stored_backlog"] == 0 && v["replaying"] == false
+    })
+    .await;
+    assert_eq!(v["state"], "FORWARD");
+    assert_eq!(v["cause"], "replay-caught-up");
 
     let (status, v) = get_json(&format!("{base}/api/nope")).await;
     assert_eq!(status, 404);
@@ -117,11 +103,9 @@ async fn the_api_shows_control_points_and_takes_operator_commands() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_move_as_requests_flow() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = App::new("admin-metrics", &sim).await;
-    let (_a, base) = app.start("m");
+    let sim = start_target().await;
+    let app = query_app("admin-metrics", &sim).await;
+    let (_a, base) = app.start_with_admin("m");
     let me = ("instance_id", "m");
 
     let text = scrape_until(&base, "the instance ready", |t| {
@@ -138,7 +122,7 @@ async fn metrics_move_as_requests_flow() {
     );
 
     // Up: every request delivered, each call timed.
-    app.produce(0, 20).await;
+    produce_queries(&app, 0, 20).await;
     sim.wait_for(20, Duration::from_secs(60)).await.unwrap();
     let delivered = [
         me,
@@ -165,7 +149,7 @@ async fn metrics_move_as_requests_flow() {
 
     // Down: one trigger to the failed events, the rest stored, state STORE.
     sim.set_mode(Mode::Unavailable);
-    app.produce(20, 10).await;
+    produce_queries(&app, 20, 10).await;
     let text = scrape_until(&base, "9 stored and the trigger", |t| {
         metric(t, "sfwd_stored_total", &[me, ("control_point", "Eis")]) == 9.0
             && metric(t, "sfwd_failed_total", &[me, ("reason", "store-trigger")]) == 1.0
@@ -226,11 +210,11 @@ async fn metrics_move_as_requests_flow() {
 
     // New requests flow again; librdkafka's statistics then show the lag
     // of each owned partition, drained.
-    app.produce(30, 3).await;
+    produce_queries(&app, 30, 3).await;
     sim.wait_for(20 + 9 + 3, Duration::from_secs(60))
         .await
         .unwrap();
-    let topic = format!("{}.get", app.name);
+    let topic = app.topic("get");
     scrape_until(&base, "the consumer lag of every partition at 0", |t| {
         (0..3).all(|p| {
             let labels = [me, ("topic", topic.as_str()), ("partition", &p.to_string())];

@@ -15,24 +15,19 @@ use sfwd::target_sim::{Mode, TargetSim};
 const PARTITIONS: i32 = 12;
 
 fn cluster_app(prefix: &str, sim: &TargetSim) -> App {
-    let url = sim.url("/eis");
-    App::new(prefix, move |name| {
-        format!(
-            r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: {PARTITIONS} }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 2s }}
-      interaction: async
-    store_and_forward:
-      control_point: Eis
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.requests }} }} }}
-"#
-        )
+    App::http(prefix, sim, PARTITIONS, |name| {
+        format!("      Query: {{ operations: {{ get: {{ topic: {name}.requests }} }} }}")
     })
+}
+
+/// A simulated target, and three instances of a [`cluster_app`] over it
+/// with its request topic, the 12 partitions spread over all of them.
+async fn start_cluster(prefix: &str) -> (TargetSim, App, Vec<Sfwd>) {
+    let sim = start_target().await;
+    let app = cluster_app(prefix, &sim);
+    common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
+    let instances = start_three(&app);
+    (sim, app, instances)
 }
 
 /// Starts three instances and waits until the 12 partitions are spread
@@ -97,12 +92,7 @@ fn wait_state(instance: &mut Sfwd, mode: &str, after: u64) -> (u64, i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_seen_by_three_instances_stores_everywhere_with_one_failed_event() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = cluster_app("cluster-outage", &sim);
-    common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
-    let mut instances = start_three(&app);
+    let (sim, app, mut instances) = start_cluster("cluster-outage").await;
     let warm = produce_n(&app, 24, "warm").await;
     sim.wait_for(24, Duration::from_secs(60))
         .await
@@ -139,29 +129,18 @@ async fn an_outage_seen_by_three_instances_stores_everywhere_with_one_failed_eve
         .await
         .expect("backlog replayed");
     assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
-    let mut all: Vec<String> = warm
+    let all: Vec<String> = warm
         .iter()
         .chain(&down)
         .filter(|id| **id != failed[0].request_id)
         .cloned()
         .collect();
-    all.sort();
-    let got = received_by_partition(&sim);
-    for (partition, offsets) in by_partition(&all) {
-        let mut sorted = offsets.clone();
-        sorted.sort();
-        assert_eq!(got.get(&partition), Some(&sorted), "order for {partition}");
-    }
+    assert_in_order_per_partition(&received_by_partition(&sim), &all);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_commands_reach_every_instance_and_survive_a_restart_of_all() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = cluster_app("cluster-operator", &sim);
-    common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
-    let mut instances = start_three(&app);
+    let (sim, app, mut instances) = start_cluster("cluster-operator").await;
 
     operator(&app, "Eis", CommandKind::Store).await;
     let mut epoch = 0;
@@ -195,24 +174,13 @@ async fn operator_commands_reach_every_instance_and_survive_a_restart_of_all() {
         .await
         .expect("backlog replayed once");
     assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
-    let mut all: Vec<String> = first.iter().chain(&second).cloned().collect();
-    all.sort();
-    let got = received_by_partition(&sim);
-    for (partition, offsets) in by_partition(&all) {
-        let mut sorted = offsets.clone();
-        sorted.sort();
-        assert_eq!(got.get(&partition), Some(&sorted), "order for {partition}");
-    }
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    assert_in_order_per_partition(&received_by_partition(&sim), &all);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_control_writer_during_a_trigger_leaves_one_decision_and_loses_nothing() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = cluster_app("cluster-kill", &sim);
-    common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
-    let mut instances = start_three(&app);
+    let (sim, app, mut instances) = start_cluster("cluster-kill").await;
     let owned = sfwd::control::command_partition("Eis", PARTITIONS);
     let owner = instances
         .iter_mut()
@@ -289,12 +257,7 @@ async fn killing_the_control_writer_during_a_trigger_leaves_one_decision_and_los
 /// activations, and the failed events per activation.
 #[tokio::test(flavor = "multi_thread")]
 async fn time_from_trigger_to_every_instance_storing() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = cluster_app("cluster-timing", &sim);
-    common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
-    let mut instances = start_three(&app);
+    let (sim, app, mut instances) = start_cluster("cluster-timing").await;
     let activations = 20;
     let mut lags = Vec::new();
     let mut epoch = 0;

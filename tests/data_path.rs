@@ -593,7 +593,7 @@ async fn exactly_once_on_a_broker_without_transactions_stops_with_a_clear_error(
         .unwrap()
         .replace("partitions: 3 }", "partitions: 3, exactly_once: true }");
     std::fs::write(&app.topology, text).unwrap();
-    common::create_topics(&[(&app.topic("get"), 3), (&app.topic("put"), 3)]).await;
+    app.create_request_topics().await;
     let mut a = app.start("a");
     produce_requests(&app, 0, 2).await;
     let failed = a.wait_for("transactions refused", Duration::from_secs(60), |v| {

@@ -4,74 +4,19 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::process::Sfwd;
+use common::app::{decode_failed, http_app, produce_requests, read_async, start_target, App};
 use rdkafka::message::OwnedMessage;
 use serde_json::Value;
 use sfwd::failed::{FailedEvents, ResubmitOptions};
 use sfwd::records::{AvroRecord, FailedEvent, FailureReason, Header, SourcePosition};
 use sfwd::rules::{ChainElement, ExceptionChain};
-use sfwd::target_sim::{Mode, TargetSim};
+use sfwd::target_sim::Mode;
 
-/// A test's own application: topology file, topic names, data directory.
-struct App {
-    name: String,
-    dir: tempfile::TempDir,
-    topology: PathBuf,
-}
-
+/// The operator's command line, run against the shared test application.
 impl App {
-    /// One HTTP service `eis` with control point `Eis`, two operations on
-    /// two topics of 3 partitions.
-    fn http(prefix: &str, sim: &TargetSim) -> App {
-        let name = common::unique(prefix);
-        let dir = tempfile::tempdir().unwrap();
-        let topology = dir.path().join("topology.yaml");
-        let url = sim.url("/eis");
-        std::fs::write(
-            &topology,
-            format!(
-                r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: 3 }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 2s }}
-      interaction: async
-    store_and_forward:
-      control_point: Eis
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
-      Update: {{ operations: {{ put: {{ topic: {name}.put }} }} }}
-"#
-            ),
-        )
-        .unwrap();
-        App {
-            name,
-            dir,
-            topology,
-        }
-    }
-
-    fn topic(&self, suffix: &str) -> String {
-        format!("{}.{suffix}", self.name)
-    }
-
-    async fn create_request_topics(&self) {
-        common::create_topics(&[(&self.topic("get"), 3), (&self.topic("put"), 3)]).await;
-    }
-
-    fn start(&self, instance: &str) -> Sfwd {
-        let mut s = Sfwd::start(&self.topology, instance, self.dir.path());
-        s.wait_ready();
-        s
-    }
-
     /// Runs `sfwd <args> --topology <file>` to completion.
     async fn cli(&self, args: &[&str]) -> Run {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sfwd"))
@@ -94,12 +39,17 @@ services:
         run
     }
 
+    /// Runs `sfwd <args> --output json --topology <file>`, which must
+    /// succeed, and returns what it printed.
+    async fn cli_json(&self, args: &[&str]) -> Value {
+        self.cli(&[args, &["--output", "json"]].concat())
+            .await
+            .ok()
+            .json()
+    }
+
     async fn status(&self) -> Value {
-        let run = self.cli(&["control", "status", "--output", "json"]).await;
-        run.ok();
-        let v: Value = serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("status JSON: {e}\n{}", run.stdout));
-        v["control_points"][0].clone()
+        self.cli_json(&["control", "status"]).await["control_points"][0].clone()
     }
 
     /// Polls `control status` until `pred` holds for the control point.
@@ -146,46 +96,28 @@ impl Run {
         self
     }
 
+    /// Asserts a usage error: exit code 2.
+    fn usage_error(&self) -> &Run {
+        assert_eq!(self.code, 2, "{}", self.stderr);
+        self
+    }
+
+    /// Asserts that the run printed `text` on stdout.
+    fn prints(&self, text: &str) -> &Run {
+        assert!(self.stdout.contains(text), "{text:?} in:\n{}", self.stdout);
+        self
+    }
+
+    /// Asserts that the run printed `text` on stderr.
+    fn reports(&self, text: &str) -> &Run {
+        assert!(self.stderr.contains(text), "{text:?} in:\n{}", self.stderr);
+        self
+    }
+
     fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("`sfwd {}` JSON: {e}\n{}", self.args, self.stdout))
     }
-}
-
-async fn read(topic: String, min: usize, secs: u64) -> Vec<OwnedMessage> {
-    tokio::task::spawn_blocking(move || common::read_topic(&topic, min, Duration::from_secs(secs)))
-        .await
-        .unwrap()
-}
-
-fn decode_failed(messages: &[OwnedMessage]) -> Vec<FailedEvent> {
-    use rdkafka::Message;
-    messages
-        .iter()
-        .map(|m| FailedEvent::decode(m.payload().unwrap()).expect("failed event"))
-        .collect()
-}
-
-/// Produces `n` requests alternating between the two topics.
-async fn produce(app: &App, from: usize, n: usize) -> Vec<String> {
-    let producer = common::producer();
-    let mut ids = Vec::new();
-    for i in from..from + n {
-        let topic = app.topic(if i % 2 == 0 { "get" } else { "put" });
-        let key = format!("emp-{i}");
-        let value = format!("{{\"n\":{i}}}");
-        let (p, o) = common::produce(
-            &producer,
-            &topic,
-            Some((i / 2 % 3) as i32),
-            Some(key.as_bytes()),
-            Some(value.as_bytes()),
-            &[("trace", b"t-1"), ("trace", b"t-2")],
-        )
-        .await;
-        ids.push(format!("{topic}/{p}/{o}"));
-    }
-    ids
 }
 
 /// The records of `topic` that are resubmissions of `id`.
@@ -198,13 +130,10 @@ fn resubmissions<'m>(messages: &'m [OwnedMessage], id: &str) -> Vec<&'m OwnedMes
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_seen_and_handled_from_the_command_line() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = App::http("opcli", &sim);
+    let sim = start_target().await;
+    let app = http_app("opcli", &sim, "");
     app.create_request_topics().await;
-    let mut a = app.start("a");
-    a.wait_assigned();
+    let _a = app.start_assigned("a");
 
     // Never changed: FORWARD at epoch 0.
     let cp = app.status().await;
@@ -219,12 +148,12 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
 
     // Outage: one trigger, the rest stored.
     sim.set_mode(Mode::Unavailable);
-    let ids = produce(&app, 0, 10).await;
-    let failed = decode_failed(&read(app.topic("failed"), 1, 60).await);
+    let ids = produce_requests(&app, 0, 10).await;
+    let failed = decode_failed(&read_async(app.topic("failed"), 1, 60).await);
     assert_eq!(failed.len(), 1);
     let trigger = failed[0].request_id.clone();
     assert!(ids.contains(&trigger));
-    read(app.topic("stored.Eis"), 9, 60).await;
+    read_async(app.topic("stored.Eis"), 9, 60).await;
 
     let cp = app
         .wait_status("the backlog", |cp| cp["stored_backlog"] == 9)
@@ -257,38 +186,28 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
     for want in ["STORE", "trigger", " 9 "] {
         assert!(line.contains(want), "{want} in {line}");
     }
-    assert!(
-        table.stdout.contains(&format!("Eis: trigger {trigger} ")),
-        "{}",
-        table.stdout
-    );
-    assert!(table.stdout.contains("rule: ServiceUnavailableException"));
+    table
+        .prints(&format!("Eis: trigger {trigger} "))
+        .prints("rule: ServiceUnavailableException");
 
     // `store` on a storing control point: a no-op that publishes nothing.
-    let commands_before = read(app.topic("control-commands"), 0, 5).await.len();
+    let commands_before = read_async(app.topic("control-commands"), 0, 5).await.len();
     let run = app.cli(&["control", "store", "Eis"]).await;
-    run.ok();
-    assert!(run.stdout.contains("already storing"), "{}", run.stdout);
-    assert!(run.stdout.contains("nothing published"), "{}", run.stdout);
-    let run = app
-        .cli(&["control", "store", "Eis", "--output", "json"])
-        .await;
-    assert_eq!(run.ok().json()["result"], "no-op");
+    run.ok()
+        .prints("already storing")
+        .prints("nothing published");
+    let v = app.cli_json(&["control", "store", "Eis"]).await;
+    assert_eq!(v["result"], "no-op");
     assert_eq!(
-        read(app.topic("control-commands"), 0, 5).await.len(),
+        read_async(app.topic("control-commands"), 0, 5).await.len(),
         commands_before,
         "no command published"
     );
 
     // An unknown name: a usage error with a suggestion.
     let run = app.cli(&["control", "forward", "Eiss"]).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("unknown control point `Eiss`: did you mean `Eis`?"),
-        "{}",
-        run.stderr
-    );
+    run.usage_error()
+        .reports("unknown control point `Eiss`: did you mean `Eis`?");
 
     // The failed-event manager shows the trigger.
     let run = app.cli(&["failed", "list"]).await;
@@ -307,11 +226,7 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
     ] {
         assert!(row.contains(want), "{want} in {row}");
     }
-    let list = app
-        .cli(&["failed", "list", "--output", "json"])
-        .await
-        .ok()
-        .json();
+    let list = app.cli_json(&["failed", "list"]).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["request_id"], trigger.as_str());
     assert_eq!(list[0]["status"], "open");
@@ -324,35 +239,22 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
             .to_string(),
         "headers (2):\n  trace: t-1\n  trace: t-2\n".to_string(),
     ] {
-        assert!(run.stdout.contains(&want), "{want:?} in:\n{}", run.stdout);
+        run.prints(&want);
     }
-    let shown = app
-        .cli(&["failed", "show", &trigger, "--output", "json"])
-        .await
-        .ok()
-        .json();
+    let shown = app.cli_json(&["failed", "show", &trigger]).await;
     assert!(shown["value"]["utf8"]
         .as_str()
         .unwrap()
         .starts_with("{\"n\":"));
-    let run = app.cli(&["failed", "show", "nope/0/0"]).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    app.cli(&["failed", "show", "nope/0/0"]).await.usage_error();
 
     // Forward: the backlog is replayed and the control point settles.
     sim.set_mode(Mode::Up);
     let run = app.cli(&["control", "forward", "Eis"]).await;
-    run.ok();
     // The replay may have finished (epoch 3) by the time the command looks.
-    assert!(
-        run.stdout.contains("`Eis` is now FORWARD"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("(was STORE at epoch 1)"),
-        "{}",
-        run.stdout
-    );
+    run.ok()
+        .prints("`Eis` is now FORWARD")
+        .prints("(was STORE at epoch 1)");
     sim.wait_for(9, Duration::from_secs(60))
         .await
         .expect("the backlog reaches the target");
@@ -367,15 +269,14 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
 
     // Resubmit: the original request goes back to its topic, once.
     let run = app.cli(&["failed", "resubmit", &trigger]).await;
-    run.ok();
-    assert!(run.stdout.contains("resubmitted to"), "{}", run.stdout);
+    run.ok().prints("resubmitted to");
     sim.wait_for(10, Duration::from_secs(60))
         .await
         .expect("the resubmitted request reaches the target");
     let received: Vec<String> = sim.received_ids().into_iter().flatten().collect();
     assert_eq!(received.iter().filter(|id| **id == trigger).count(), 1);
     let source_topic = trigger.rsplitn(3, '/').nth(2).unwrap().to_string();
-    let copies = read(source_topic.clone(), 1, 30).await;
+    let copies = read_async(source_topic.clone(), 1, 30).await;
     let again = resubmissions(&copies, &trigger);
     assert_eq!(again.len(), 1);
     assert_eq!(
@@ -385,44 +286,26 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
     assert_eq!(common::header(again[0], "trace").as_deref(), Some("t-1"));
 
     let run = app.cli(&["failed", "resubmit", &trigger]).await;
-    run.ok();
-    assert!(
-        run.stdout.contains("resubmitted by operator:tester"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("nothing written"), "{}", run.stdout);
-    let copies = read(source_topic, 1, 10).await;
+    run.ok()
+        .prints("resubmitted by operator:tester")
+        .prints("nothing written");
+    let copies = read_async(source_topic, 1, 10).await;
     assert_eq!(resubmissions(&copies, &trigger).len(), 1, "still one copy");
 
     // A failure no rule matches, then discarded: hidden, not lost.
     sim.set_mode(Mode::BadRequest);
-    let bad = produce(&app, 10, 1).await.remove(0);
-    read(app.topic("failed"), 2, 60).await;
+    let bad = produce_requests(&app, 10, 1).await.remove(0);
+    read_async(app.topic("failed"), 2, 60).await;
     let run = app.cli(&["failed", "list"]).await;
-    run.ok();
-    assert!(run.stdout.contains(&bad), "{}", run.stdout);
+    run.ok().prints(&bad);
     assert!(!run.stdout.contains(&trigger), "resubmitted: not open");
     let run = app.cli(&["failed", "discard", &bad]).await;
-    run.ok();
-    assert!(
-        run.stdout.contains(&format!("{bad}: discarded")),
-        "{}",
-        run.stdout
-    );
+    run.ok().prints(&format!("{bad}: discarded"));
     let run = app.cli(&["failed", "list"]).await;
     run.ok();
     assert!(!run.stdout.contains(&bad), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("no failed events match"),
-        "{}",
-        run.stdout
-    );
-    let all = app
-        .cli(&["failed", "list", "--all", "--output", "json"])
-        .await
-        .ok()
-        .json();
+    run.prints("no failed events match");
+    let all = app.cli_json(&["failed", "list", "--all"]).await;
     let status_of = |id: &str| {
         all.as_array()
             .unwrap()
@@ -433,12 +316,9 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
     assert_eq!(status_of(&bad).as_deref(), Some("discarded"));
     assert_eq!(status_of(&trigger).as_deref(), Some("resubmitted"));
     let run = app.cli(&["failed", "discard", &bad]).await;
-    assert!(run
-        .ok()
-        .stdout
-        .contains("already discarded by operator:tester"));
+    run.ok().prints("already discarded by operator:tester");
     assert_eq!(
-        read(app.topic("failed"), 2, 10).await.len(),
+        read_async(app.topic("failed"), 2, 10).await.len(),
         2,
         "nothing deleted"
     );
@@ -446,6 +326,19 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
     assert_eq!(cp["failed_by_status"]["resubmitted"], 1);
     assert_eq!(cp["failed_by_status"]["discarded"], 1);
     assert_eq!(cp["failed"], 0);
+}
+
+/// Creates the failed-events topic (3 partitions) and the request topics
+/// with one partition each; returns the `get` topic.
+async fn create_failed_topics(app: &App) -> String {
+    let requests = app.topic("get");
+    common::create_topics(&[
+        (&app.topic("failed"), 3),
+        (&requests, 1),
+        (&app.topic("put"), 1),
+    ])
+    .await;
+    requests
 }
 
 /// Writes failed events for requests `0..n` of `request_topic`, as an
@@ -497,17 +390,9 @@ async fn write_failed(app: &App, request_topic: &str, n: i64) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_resubmits_of_one_event_write_it_once() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = App::http("opresub", &sim);
-    let requests = app.topic("get");
-    common::create_topics(&[
-        (&app.topic("failed"), 3),
-        (&requests, 1),
-        (&app.topic("put"), 1),
-    ])
-    .await;
+    let sim = start_target().await;
+    let app = http_app("opresub", &sim, "");
+    let requests = create_failed_topics(&app).await;
     let ids = write_failed(&app, &requests, 3).await;
 
     // Two operators at once, as processes.
@@ -562,7 +447,7 @@ async fn concurrent_resubmits_of_one_event_write_it_once() {
         .iter()
         .all(|k| ["resubmitted", "lost-race", "already-resubmitted"].contains(k)));
 
-    let written = read(requests.clone(), 2, 30).await;
+    let written = read_async(requests.clone(), 2, 30).await;
     assert_eq!(resubmissions(&written, &ids[0]).len(), 1);
     assert_eq!(resubmissions(&written, &ids[1]).len(), 1);
     let m = resubmissions(&written, &ids[0])[0];
@@ -576,60 +461,34 @@ async fn concurrent_resubmits_of_one_event_write_it_once() {
 
     // --again writes another copy, on purpose.
     let run = app.cli(&["failed", "resubmit", &ids[0], "--again"]).await;
-    assert!(run.ok().stdout.contains("resubmitted to"), "{}", run.stdout);
-    let written = read(requests.clone(), 3, 30).await;
+    run.ok().prints("resubmitted to");
+    let written = read_async(requests.clone(), 3, 30).await;
     assert_eq!(resubmissions(&written, &ids[0]).len(), 2);
     let listed = app
-        .cli(&[
-            "failed",
-            "list",
-            "--status",
-            "resubmitted",
-            "--output",
-            "json",
-        ])
-        .await
-        .ok()
-        .json();
+        .cli_json(&["failed", "list", "--status", "resubmitted"])
+        .await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    let open = app
-        .cli(&["failed", "list", "--output", "json"])
-        .await
-        .ok()
-        .json();
+    let open = app.cli_json(&["failed", "list"]).await;
     assert_eq!(open.as_array().unwrap().len(), 1);
     assert_eq!(open[0]["request_id"], ids[2].as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_resubmit_reports_progress() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = App::http("opbulk", &sim);
-    let requests = app.topic("get");
-    common::create_topics(&[
-        (&app.topic("failed"), 3),
-        (&requests, 1),
-        (&app.topic("put"), 1),
-    ])
-    .await;
+    let sim = start_target().await;
+    let app = http_app("opbulk", &sim, "");
+    let requests = create_failed_topics(&app).await;
     write_failed(&app, &requests, 150).await;
     let run = app.cli(&["failed", "resubmit"]).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("no request ids given"),
-        "{}",
-        run.stderr
-    );
+    run.usage_error().reports("no request ids given");
     let run = app
         .cli(&["failed", "resubmit", "--control-point", "Eis"])
         .await;
-    run.ok();
-    assert!(run.stderr.contains("resubmitted 100/150"), "{}", run.stderr);
-    assert!(run.stderr.contains("resubmitted 150/150"), "{}", run.stderr);
-    assert!(run.stdout.contains("resubmitted: 150"), "{}", run.stdout);
-    let written = read(requests, 150, 30).await;
+    run.ok()
+        .reports("resubmitted 100/150")
+        .reports("resubmitted 150/150")
+        .prints("resubmitted: 150");
+    let written = read_async(requests, 150, 30).await;
     let resubmitted: Vec<i64> = written
         .iter()
         .filter_map(|m| common::header(m, "sfwd-resubmitted-from"))
@@ -644,26 +503,15 @@ async fn bulk_resubmit_reports_progress() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_published_while_no_instance_runs_are_applied_when_one_starts() {
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = App::http("opoffline", &sim);
+    let sim = start_target().await;
+    let app = http_app("opoffline", &sim, "");
     app.create_request_topics().await;
 
     // No instance has ever run: the command creates the topics it needs.
     let run = app.cli(&["control", "store", "Eis", "--wait", "2s"]).await;
-    run.ok();
-    assert!(
-        run.stdout.contains("published `store` for `Eis`"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("it will be applied when an instance runs"),
-        "{}",
-        run.stdout
-    );
+    run.ok()
+        .prints("published `store` for `Eis`")
+        .prints("it will be applied when an instance runs");
     let mut a = app.start("a");
     a.wait_for("the operator's store", Duration::from_secs(60), |v| {
         common::process::message(v) == "control point changed"
@@ -674,18 +522,15 @@ async fn commands_published_while_no_instance_runs_are_applied_when_one_starts()
     assert_eq!(cp["by"], "operator:tester");
     assert!(cp["trigger"].is_null());
     sim.set_mode(Mode::Unavailable);
-    produce(&app, 0, 4).await;
-    read(app.topic("stored.Eis"), 4, 60).await;
+    produce_requests(&app, 0, 4).await;
+    read_async(app.topic("stored.Eis"), 4, 60).await;
     assert_eq!(sim.attempts(), 0, "stored, never invoked");
 
     // The topics exist but nothing runs: published, applied later.
     a.terminate();
-    let run = app
-        .cli(&[
-            "control", "forward", "Eis", "--wait", "3s", "--output", "json",
-        ])
+    let v = app
+        .cli_json(&["control", "forward", "Eis", "--wait", "3s"])
         .await;
-    let v = run.ok().json();
     assert_eq!(v["result"], "published");
     assert!(
         v["message"].as_str().unwrap().contains(

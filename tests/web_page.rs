@@ -16,9 +16,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::admin::{get_json, App};
+use common::admin::wait_eis;
+use common::app::{produce_queries, query_app, start_target};
 use serde_json::{json, Value};
-use sfwd::target_sim::{Mode, TargetSim};
+use sfwd::target_sim::Mode;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -269,28 +270,32 @@ fn field(name: &str) -> String {
     )
 }
 
+/// JavaScript: whether field `name` of the `Eis` row includes `text`.
+fn shows(name: &str, text: &str) -> String {
+    format!(r#"({}).includes("{text}")"#, field(name))
+}
+
+/// JavaScript: whether the `Eis` row shows `state` and a backlog of
+/// `backlog`.
+fn shows_state(state: &str, backlog: &str) -> String {
+    format!("{} && {}", shows("state", state), shows("backlog", backlog))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_from_the_page_replays_the_backlog() {
     // Before anything else: without Chromium the test fails at once.
     chromium_binary();
-    let sim = TargetSim::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let app = App::new("webpage", &sim).await;
-    let (_instance, base) = app.start("w");
+    let sim = start_target().await;
+    let app = query_app("webpage", &sim).await;
+    let (_instance, base) = app.start_with_admin("w");
 
     // An outage: the first request triggers the store, the others are stored.
     sim.set_mode(Mode::Unavailable);
-    app.produce(0, 12).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
-        if v["state"] == "STORE" && v["stored_backlog"] == 11 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never 11 stored: {v}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    produce_queries(&app, 0, 12).await;
+    wait_eis(&base, "11 stored", |v| {
+        v["state"] == "STORE" && v["stored_backlog"] == 11
+    })
+    .await;
     sim.set_mode(Mode::Up);
     let received_before = sim.received().len();
 
@@ -300,16 +305,12 @@ async fn forward_from_the_page_replays_the_backlog() {
         b.wait_until(
             "Eis storing with 11 stored requests",
             Duration::from_secs(30),
-            &format!(
-                r#"({state}).includes("STORE") && ({backlog}).includes("11 requests")"#,
-                state = field("state"),
-                backlog = field("backlog"),
-            ),
+            &shows_state("STORE", "11 requests"),
         );
         b.wait_until(
             "the trigger as the one open failed event",
             Duration::from_secs(30),
-            &format!(r#"({}).includes("1 open")"#, field("failed")),
+            &shows("failed", "1 open"),
         );
         let trigger = b.eval(&field("trigger"));
         assert!(
@@ -340,11 +341,7 @@ async fn forward_from_the_page_replays_the_backlog() {
         b.wait_until(
             "Eis forwarding with the backlog drained",
             Duration::from_secs(60),
-            &format!(
-                r#"({state}).includes("FORWARD") && ({backlog}).includes("0 requests")"#,
-                state = field("state"),
-                backlog = field("backlog"),
-            ),
+            &shows_state("FORWARD", "0 requests"),
         );
         let cause = b.eval(&field("cause"));
         assert!(

@@ -3,8 +3,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sfwd::demo::{self, Settings};
-use tracing_subscriber::EnvFilter;
+use sfwd::demo::{self, Rebalances, Settings};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Options of `sfwd demo`.
 ///
@@ -41,16 +43,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the demo; exits 0 when every guarantee held, 1 otherwise.
 pub fn run(args: Args) -> ExitCode {
+    // librdkafka's warnings about the embedded cluster are noise here.
     let level = if args.verbose {
         "info,rdkafka=warn"
     } else {
-        "warn"
+        "warn,rdkafka=error,librdkafka=error"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (rebalances, rebalance_events) = Rebalances::new();
+    let logs = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(rebalances.clone().with_filter(rebalance_events))
         .try_init();
     let settings = Settings {
         requests: args.requests as usize,
@@ -73,7 +80,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    let outcome = runtime.block_on(demo::run(&settings, &mut stdout));
+    let outcome = runtime.block_on(demo::run(&settings, Some(&rebalances), &mut stdout));
     // Clients of the embedded cluster may still hold threads; do not wait
     // for them.
     runtime.shutdown_timeout(Duration::from_secs(1));

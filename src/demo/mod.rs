@@ -42,8 +42,8 @@ use crate::records::{AvroRecord, FailedEvent, StoredRequest};
 use crate::target_sim::{self, TargetSim};
 use crate::topology::{self, Topology};
 use embedded::{Cluster, Instance, Seen, SeenLog, TempDir};
-use summary::{Arrival, FailedCopy, InstanceTiming, Observations, StoredCopy};
 pub use rebalances::Rebalances;
+use summary::{Arrival, FailedCopy, InstanceTiming, Observations, StoredCopy};
 pub use summary::{Check, Summary};
 use traffic::Traffic;
 
@@ -392,7 +392,9 @@ async fn play(
     // Not settling is no reason to stop: the guarantees hold through a
     // rebalance too.
     let _ = demo
-        .wait_until("the consumer groups settling", PATIENCE, |_| quiet() >= SETTLED)
+        .wait_until("the consumer groups settling", PATIENCE, |_| {
+            quiet() >= SETTLED
+        })
         .await;
     say!(
         out,

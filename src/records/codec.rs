@@ -1,6 +1,7 @@
 //! Single-object encoding: the header, the known writer schemas, the errors.
 
 use std::io::{self, Read};
+use std::sync::OnceLock;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -136,6 +137,9 @@ pub struct RecordSchemas {
     record: &'static str,
     current: Versioned,
     others: Vec<Versioned>,
+    /// The writer of the current schema, built (its named types resolved)
+    /// on the first encode and reused for every record after it.
+    writer: OnceLock<GenericDatumWriter<'static>>,
 }
 
 impl RecordSchemas {
@@ -151,6 +155,7 @@ impl RecordSchemas {
                 .iter()
                 .map(|j| Versioned::parse(record, j))
                 .collect(),
+            writer: OnceLock::new(),
         }
     }
 
@@ -183,14 +188,20 @@ impl RecordSchemas {
             .map(|v| &v.schema)
     }
 
-    pub(crate) fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, RecordError> {
+    pub(crate) fn encode<T: Serialize>(&'static self, value: &T) -> Result<Vec<u8>, RecordError> {
         let encode_err = |source| RecordError::Encode {
             record: self.record,
             source,
         };
-        let writer = GenericDatumWriter::builder(self.current())
-            .build()
-            .map_err(encode_err)?;
+        let writer = match self.writer.get() {
+            Some(writer) => writer,
+            None => {
+                let writer = GenericDatumWriter::builder(&self.current.schema)
+                    .build()
+                    .map_err(encode_err)?;
+                self.writer.get_or_init(|| writer)
+            }
+        };
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.current.fingerprint.to_le_bytes());

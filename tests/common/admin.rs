@@ -1,82 +1,11 @@
-//! Helpers for the tests of the admin HTTP server: an application with one
-//! HTTP service over a simulated target, and small HTTP and Prometheus
-//! text helpers.
+//! Helpers for the tests of the admin HTTP server: small HTTP and
+//! Prometheus text helpers. The application itself is a
+//! [`super::app::query_app`], started with
+//! [`super::app::App::start_with_admin`].
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sfwd::target_sim::TargetSim;
-
-use super::process::Sfwd;
-
-/// A test's own application: one HTTP service with control point `Eis`
-/// over a simulated target, reading one topic of 3 partitions.
-pub struct App {
-    pub name: String,
-    pub dir: tempfile::TempDir,
-    pub topology: PathBuf,
-}
-
-impl App {
-    pub async fn new(prefix: &str, sim: &TargetSim) -> App {
-        let name = super::unique(prefix);
-        let dir = tempfile::tempdir().unwrap();
-        let topology = dir.path().join("topology.yaml");
-        let url = sim.url("/eis");
-        std::fs::write(
-            &topology,
-            format!(
-                r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: 3 }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 2s }}
-      interaction: async
-    store_and_forward: {{ control_point: Eis }}
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
-"#
-            ),
-        )
-        .unwrap();
-        super::create_topics(&[(&format!("{name}.get"), 3)]).await;
-        App {
-            name,
-            dir,
-            topology,
-        }
-    }
-
-    /// Starts an instance and returns it with its admin base URL.
-    pub fn start(&self, instance: &str) -> (Sfwd, String) {
-        let mut s = Sfwd::start(&self.topology, instance, self.dir.path());
-        let addr = s.admin_addr();
-        s.wait_ready();
-        s.wait_assigned();
-        (s, format!("http://{addr}"))
-    }
-
-    /// Produces requests `from..from + n`, request `i` to partition `i mod 3`.
-    pub async fn produce(&self, from: usize, n: usize) {
-        let producer = super::producer();
-        let topic = format!("{}.get", self.name);
-        for i in from..from + n {
-            let value = format!("{{\"n\":{i}}}");
-            super::produce(
-                &producer,
-                &topic,
-                Some((i % 3) as i32),
-                None,
-                Some(value.as_bytes()),
-                &[],
-            )
-            .await;
-        }
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -95,6 +24,20 @@ pub async fn get(url: &str) -> (u16, String) {
 pub async fn get_json(url: &str) -> (u16, Value) {
     let (status, text) = get(url).await;
     (status, serde_json::from_str(&text).expect(&text))
+}
+
+/// Polls `{base}/api/control-points/Eis` until `pred` holds for it and
+/// returns it; panics with the last answer after 60 s.
+pub async fn wait_eis(base: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get_json(&format!("{base}/api/control-points/Eis")).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} never showed: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// POST a JSON body: the status and the answer as JSON.

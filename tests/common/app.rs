@@ -33,15 +33,75 @@ impl App {
         }
     }
 
+    /// One HTTP service `eis` over `sim` with control point `Eis` and
+    /// `partitions` per topic; `interfaces(name)` gives its interfaces, as
+    /// YAML lines indented by six spaces.
+    pub fn http(
+        prefix: &str,
+        sim: &TargetSim,
+        partitions: i32,
+        interfaces: impl Fn(&str) -> String,
+    ) -> App {
+        let url = sim.url("/eis");
+        App::new(prefix, move |name| {
+            let interfaces = interfaces(name);
+            format!(
+                r#"
+application: {name}
+kafka: {{ bootstrap: "unused:9092", partitions: {partitions} }}
+services:
+  eis:
+    binding:
+      http: {{ url: "{url}", timeout: 2s }}
+      interaction: async
+    store_and_forward:
+      control_point: Eis
+    interfaces:
+{interfaces}
+"#
+            )
+        })
+    }
+
     pub fn topic(&self, suffix: &str) -> String {
         format!("{}.{suffix}", self.name)
     }
 
+    /// Creates the request topics of [`http_app`], `get` and `put`, with 3
+    /// partitions each.
+    pub async fn create_request_topics(&self) {
+        super::create_topics(&[(&self.topic("get"), 3), (&self.topic("put"), 3)]).await;
+    }
+
+    /// Starts an instance and waits until it is ready.
     pub fn start(&self, instance: &str) -> Sfwd {
         let mut s = Sfwd::start(&self.topology, instance, self.dir.path());
         s.wait_ready();
         s
     }
+
+    /// Starts an instance and waits until it has partitions of the request
+    /// topics.
+    pub fn start_assigned(&self, instance: &str) -> Sfwd {
+        let mut s = self.start(instance);
+        s.wait_assigned();
+        s
+    }
+
+    /// Starts an instance, waits until it has partitions, and returns it
+    /// with its admin base URL.
+    pub fn start_with_admin(&self, instance: &str) -> (Sfwd, String) {
+        let mut s = self.start_assigned(instance);
+        let addr = s.admin_addr();
+        (s, format!("http://{addr}"))
+    }
+}
+
+/// A simulated target on a free loopback port.
+pub async fn start_target() -> TargetSim {
+    TargetSim::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
 }
 
 pub fn request_ids(messages: &[rdkafka::message::OwnedMessage]) -> Vec<String> {
@@ -66,29 +126,26 @@ pub fn by_partition(ids: &[String]) -> HashMap<String, Vec<i64>> {
 /// A service over HTTP to a simulated target, with two interfaces on two
 /// topics of 3 partitions, and store and forward on the default rule.
 pub fn http_app(prefix: &str, sim: &TargetSim, extra_ops: &str) -> App {
-    let url = sim.url("/eis");
     let extra = extra_ops.to_string();
-    App::new(prefix, move |name| {
+    App::http(prefix, sim, 3, move |name| {
         format!(
-            r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: 3 }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 2s }}
-      interaction: async
-    store_and_forward:
-      control_point: Eis
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
+            r#"      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
       Update:
         operations:
           put: {{ topic: {name}.put }}
-{extra}
-"#
+{extra}"#
         )
     })
+}
+
+/// A service over HTTP to a simulated target with one interface on topic
+/// `get` of 3 partitions, which it creates.
+pub async fn query_app(prefix: &str, sim: &TargetSim) -> App {
+    let app = App::http(prefix, sim, 3, |name| {
+        format!("      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}")
+    });
+    super::create_topics(&[(&app.topic("get"), 3)]).await;
+    app
 }
 
 pub async fn read_async(
@@ -142,6 +199,25 @@ pub async fn produce_requests(app: &App, from: usize, n: usize) -> Vec<String> {
     ids
 }
 
+/// Produces requests `from..from + n` to topic `get` of a [`query_app`],
+/// request `i` to partition `i mod 3`, without key or headers.
+pub async fn produce_queries(app: &App, from: usize, n: usize) {
+    let producer = super::producer();
+    let topic = app.topic("get");
+    for i in from..from + n {
+        let value = format!("{{\"n\":{i}}}");
+        super::produce(
+            &producer,
+            &topic,
+            Some((i % 3) as i32),
+            None,
+            Some(value.as_bytes()),
+            &[],
+        )
+        .await;
+    }
+}
+
 pub async fn operator(app: &App, cp: &str, kind: CommandKind) {
     let producer: rdkafka::producer::FutureProducer = super::client_config().create().unwrap();
     let publisher =
@@ -162,6 +238,36 @@ pub fn received_by_partition(sim: &TargetSim) -> HashMap<String, Vec<i64>> {
         .map(|id| id.expect("request id header"))
         .collect();
     by_partition(&ids)
+}
+
+/// Asserts that, for every source partition of `expected_ids`, `received`
+/// (as from [`received_by_partition`]) holds exactly their offsets, in
+/// increasing order.
+pub fn assert_in_order_per_partition(
+    received: &HashMap<String, Vec<i64>>,
+    expected_ids: &[String],
+) {
+    for (partition, offsets) in by_partition(expected_ids) {
+        let mut want = offsets;
+        want.sort();
+        assert_eq!(
+            received.get(&partition),
+            Some(&want),
+            "order and completeness for {partition}"
+        );
+    }
+}
+
+/// Asserts that the offsets of `ids` increase within every partition;
+/// returns them by partition.
+pub fn assert_ascending_per_partition(ids: &[String]) -> HashMap<String, Vec<i64>> {
+    let partitions = by_partition(ids);
+    for (partition, offsets) in &partitions {
+        let mut sorted = offsets.clone();
+        sorted.sort();
+        assert_eq!(offsets, &sorted, "order for {partition}");
+    }
+    partitions
 }
 
 /// Produces `n` requests in the background, spread over both topics and 3

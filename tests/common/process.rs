@@ -19,9 +19,21 @@ pub struct Sfwd {
 
 impl Sfwd {
     /// Starts an instance of `topology` with its own data directory under `dir`.
+    /// `SFWD_TEST_WRAPPER`, when set, is a command that runs it (e.g.
+    /// `valgrind --tool=callgrind` to profile it).
     pub fn start(topology: &Path, instance: &str, dir: &Path) -> Sfwd {
         let data_dir: PathBuf = dir.join(instance);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sfwd"))
+        let wrapper = std::env::var("SFWD_TEST_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_sfwd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sfwd")),
+        };
+        let mut child = command
             .args([
                 "run",
                 "--log-format",
