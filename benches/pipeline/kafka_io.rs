@@ -36,7 +36,13 @@ pub fn loader() -> FutureProducer {
 
 /// Produces `n` requests of `size` bytes, spread evenly over the
 /// partitions, and waits until all are acknowledged.
-pub async fn produce(producer: &FutureProducer, topic: &str, partitions: i32, n: usize, size: usize) {
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    size: usize,
+) {
     let mut pending = VecDeque::new();
     for i in 0..n {
         let key = format!("k{i}");
@@ -200,4 +206,3 @@ impl Span {
         span
     }
 }
-

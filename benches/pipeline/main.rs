@@ -64,7 +64,9 @@ pub struct Settings {
     /// Seconds a replay may take, at the pass-through rate, before its
     /// backlog is made smaller.
     pub replay_budget: f64,
-    /// Live requests per second during the replay.
+    /// Live requests per second during the replay, at most (and at most a
+    /// tenth of the pass-through rate, so that the live requests do not
+    /// pile up behind the replay faster than they can be delivered).
     pub live_rate: u32,
     /// Activations of the trigger row.
     pub activations: usize,

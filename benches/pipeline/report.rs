@@ -280,7 +280,9 @@ impl Report {
             ));
         }
         out.push_str(&format!(".\nBroker: {}.\n\n", self.broker));
-        out.push_str("| # | measure | size | value (median) | spread (min–max) | ratio | target | met |\n");
+        out.push_str(
+            "| # | measure | size | value (median) | spread (min–max) | ratio | target | met |\n",
+        );
         out.push_str("|---|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             out.push_str(&line(r));
@@ -325,16 +327,16 @@ fn line(r: &Row) -> String {
         .ratio()
         .map(|x| format!("{x:.2}×"))
         .unwrap_or_else(|| "–".into());
-    let target = r
-        .goal
-        .map(|g| g.text(r.unit))
-        .unwrap_or_else(|| "–".into());
+    let target = r.goal.map(|g| g.text(r.unit)).unwrap_or_else(|| "–".into());
     let met = match r.met() {
         Some(true) => "yes",
         Some(false) => "**no**",
         None => "–",
     };
-    let size = r.size.map(|s| format!("{s} B")).unwrap_or_else(|| "–".into());
+    let size = r
+        .size
+        .map(|s| format!("{s} B"))
+        .unwrap_or_else(|| "–".into());
     format!(
         "| {} | {} | {size} | {value} | {spread} | {ratio} | {target} | {met} |",
         r.number, r.measure

@@ -167,12 +167,27 @@ struct Handle {
     tx: mpsc::Sender<OwnedMessage>,
     /// The worker task; a later worker of the same partition waits for it.
     task: tokio::task::JoinHandle<()>,
-    /// Records the worker could not take yet; the partition is paused.
+    /// Records the worker could not take yet, oldest first.
     overflow: VecDeque<OwnedMessage>,
+    /// Bytes held in `overflow` (see [`held_bytes`]).
+    overflow_bytes: usize,
 }
 
-/// Per-partition queue length before the partition is paused.
+/// Per-partition queue length of a worker.
 const QUEUE: usize = 256;
+
+/// Bytes of records a partition may hold beyond its worker's queue before
+/// it is paused. Pausing drops what the consumer has already fetched for
+/// the partition, and resuming fetches it again; holding about one fetch
+/// (`max.partition.fetch.bytes`, 1 MiB by default) first keeps a slow
+/// worker's partition from being fetched many times over.
+const OVERFLOW_BYTES: usize = 1 << 20;
+
+/// What a record held in an overflow counts for: its key and value, plus
+/// a little for the rest.
+fn held_bytes(m: &OwnedMessage) -> usize {
+    64 + m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)
+}
 
 /// Runs the pipeline until shutdown. `consumer_config` must have the
 /// application's `group.id`.
@@ -199,6 +214,8 @@ pub async fn run_pipeline(
     tracing::info!(topics = ?topics, "consuming requests");
 
     let mut handles: HashMap<Partition, Handle> = HashMap::new();
+    // Partitions with records in their overflow, and those of them paused.
+    let mut backlogged: HashSet<Partition> = HashSet::new();
     let mut paused: HashSet<Partition> = HashSet::new();
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(Partition, PipelineError)>();
     let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -263,6 +280,7 @@ pub async fn run_pipeline(
                 tx,
                 task,
                 overflow: VecDeque::new(),
+                overflow_bytes: 0,
             },
         );
     };
@@ -284,28 +302,33 @@ pub async fn run_pipeline(
                     }
                 }
             }
-            _ = tick.tick(), if !paused.is_empty() => {
+            _ = tick.tick(), if !backlogged.is_empty() => {
                 let mut resume = TopicPartitionList::new();
-                for p in paused.clone() {
+                for p in backlogged.clone() {
                     let Some(h) = handles.get_mut(&p) else {
+                        backlogged.remove(&p);
                         paused.remove(&p);
                         continue;
                     };
                     while let Some(m) = h.overflow.pop_front() {
+                        let bytes = held_bytes(&m);
                         match h.tx.try_send(m) {
-                            Ok(()) => {}
+                            Ok(()) => h.overflow_bytes -= bytes,
                             Err(mpsc::error::TrySendError::Full(m)) => {
                                 h.overflow.push_front(m);
                                 break;
                             }
                             Err(mpsc::error::TrySendError::Closed(_)) => {
                                 h.overflow.clear();
+                                h.overflow_bytes = 0;
                             }
                         }
                     }
                     if h.overflow.is_empty() {
-                        paused.remove(&p);
-                        resume.add_partition(&p.0, p.1);
+                        backlogged.remove(&p);
+                        if paused.remove(&p) {
+                            resume.add_partition(&p.0, p.1);
+                        }
                     }
                 }
                 if resume.count() > 0 {
@@ -328,22 +351,24 @@ pub async fn run_pipeline(
                     spawn(&p, &mut handles);
                 }
                 let h = handles.get_mut(&p).expect("spawned");
-                if !h.overflow.is_empty() {
-                    h.overflow.push_back(m);
-                    continue;
-                }
-                match h.tx.try_send(m) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(m)) => {
-                        h.overflow.push_back(m);
-                        let mut tpl = TopicPartitionList::new();
-                        tpl.add_partition(&p.0, p.1);
-                        if let Err(e) = consumer.pause(&tpl) {
-                            tracing::debug!(error = %e, "pause");
-                        }
-                        paused.insert(p);
+                let m = if h.overflow.is_empty() {
+                    match h.tx.try_send(m) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => continue,
+                        Err(mpsc::error::TrySendError::Full(m)) => m,
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                } else {
+                    m
+                };
+                h.overflow_bytes += held_bytes(&m);
+                h.overflow.push_back(m);
+                backlogged.insert(p.clone());
+                if h.overflow_bytes > OVERFLOW_BYTES && !paused.contains(&p) {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&p.0, p.1);
+                    if let Err(e) = consumer.pause(&tpl) {
+                        tracing::debug!(error = %e, "pause");
+                    }
+                    paused.insert(p);
                 }
             }
         }

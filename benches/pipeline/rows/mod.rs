@@ -150,7 +150,12 @@ pub(crate) fn http_target(app: &App) -> Target {
 /// Waits until `instance` has applied a state of `mode` at an epoch above
 /// `after` (and, if given, with that `replaying`); returns the epoch and
 /// the `lag_ms` of the log line.
-pub(crate) fn wait_state(instance: &mut Sfwd, mode: &str, after: u64, replaying: Option<bool>) -> (u64, i64) {
+pub(crate) fn wait_state(
+    instance: &mut Sfwd,
+    mode: &str,
+    after: u64,
+    replaying: Option<bool>,
+) -> (u64, i64) {
     let v = instance.wait_for(&format!("{mode} after epoch {after}"), WAIT, |v| {
         message(v) == "control state applied"
             && field(v, "mode") == mode
@@ -170,7 +175,6 @@ pub(crate) async fn start_storing(app: &App, instance: &str) -> (Sfwd, u64) {
     let (epoch, _) = wait_state(&mut sfwd, "STORE", 0, None);
     (sfwd, epoch)
 }
-
 
 /// The topics of an application, sfwd's own among them.
 pub(crate) fn app_topics(app: &App) -> Vec<String> {

@@ -133,6 +133,11 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
         }
         _ => s.backlog,
     };
+    // Live traffic the pass-through can carry besides the replay.
+    let live_rate = match row_median(3, "pass-through") {
+        Some(rate) => s.live_rate.min((rate / 10.0).ceil() as u32).max(1),
+        None => s.live_rate,
+    };
     let app = kafka_app("bench-replay", p).await;
     let loader = kafka_io::loader();
     let (mut sfwd, mut epoch) = start_storing(&app, "bench").await;
@@ -146,7 +151,10 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     let mut all_latencies = Vec::new();
     let mut live_total = 0;
     for rep in 0..s.reps {
-        eprintln!("replay of {backlog} stored requests, repetition {}", rep + 1);
+        eprintln!(
+            "replay of {backlog} stored requests, repetition {}",
+            rep + 1
+        );
         if rep > 0 {
             operator(&app, "Svc", CommandKind::Store).await;
             epoch = wait_state(&mut sfwd, "STORE", epoch, None).0;
@@ -157,8 +165,18 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
         let boundary = kafka_io::highs(&requests, p);
         let from = kafka_io::highs(&output, p);
 
-        let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-        let live = live_traffic(requests.clone(), p, s.live_rate, size, stop.clone(), sent.clone());
+        let (stop, sent) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let live = live_traffic(
+            requests.clone(),
+            p,
+            live_rate,
+            size,
+            stop.clone(),
+            sent.clone(),
+        );
         operator(&app, "Svc", CommandKind::Forward).await;
         epoch = wait_state(&mut sfwd, "FORWARD", epoch, Some(false)).0;
         stop.store(true, Ordering::Relaxed);
@@ -187,7 +205,7 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
 
     let mut row = Row::new(
         5,
-        format!("replay of {backlog} stored requests, live traffic {}/s", s.live_rate),
+        format!("replay of {backlog} stored requests, live traffic {live_rate}/s"),
         "rec/s",
     );
     row.size = Some(size);
@@ -221,4 +239,3 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     );
     report.push(row);
 }
-

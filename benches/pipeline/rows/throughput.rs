@@ -35,7 +35,10 @@ enum Side<'a> {
     Naive { group: String, target: &'a Target },
     /// An `sfwd run` of `app`; its outputs go to `output`, or to the HTTP
     /// target when `None`.
-    Sfwd { app: &'a App, output: Option<String> },
+    Sfwd {
+        app: &'a App,
+        output: Option<String>,
+    },
 }
 
 /// One consumer side, its request topic and what is left in it.
@@ -82,7 +85,8 @@ impl Bench<'_> {
     async fn run(&self, lane: &mut Lane<'_>, memory: &mut Memory, measured: bool) {
         let s = self.s;
         let need = match lane.rate {
-            Some(r) => ((r * (s.warmup + s.window) * 1.3) as i64 + 1000).min(MAX_BACKLOG_BYTES / self.size as i64),
+            Some(r) => ((r * (s.warmup + s.window) * 1.3) as i64 + 1000)
+                .min(MAX_BACKLOG_BYTES / self.size as i64),
             None => s.records as i64,
         };
         if lane.left < need {
@@ -184,7 +188,10 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
             sim: &sim,
             loader: kafka_io::loader(),
         };
-        let (bare_in, bare_out) = (common::unique("bench-bare-in"), common::unique("bench-bare-out"));
+        let (bare_in, bare_out) = (
+            common::unique("bench-bare-in"),
+            common::unique("bench-bare-out"),
+        );
         common::create_topics(&[(&bare_in, p), (&bare_out, p)]).await;
         let store = kafka_app("bench-store", p).await;
         let (mut storing, _) = start_storing(&store, "bench").await;
@@ -247,7 +254,13 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
         let [bare, stored, passed, naive, http_pass] = lanes.map(|l| l.samples);
         let (bare_median, naive_median) = (median(&bare), median(&naive));
         let rows_of_size = [
-            (1, "bare pipe: rdkafka consume→produce (baseline)", bare, None, None),
+            (
+                1,
+                "bare pipe: rdkafka consume→produce (baseline)",
+                bare,
+                None,
+                None,
+            ),
             (
                 2,
                 "store-divert: sfwd, control point STORE",
@@ -262,7 +275,13 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
                 bare_median,
                 Some(Goal::RatioAtLeast(0.85)),
             ),
-            (4, "naive consume→HTTP→commit loop (HTTP baseline)", naive, None, None),
+            (
+                4,
+                "naive consume→HTTP→commit loop (HTTP baseline)",
+                naive,
+                None,
+                None,
+            ),
             (
                 4,
                 "pass-through, HTTP binding",

@@ -48,7 +48,15 @@ pub async fn trigger(s: &Settings, report: &mut Report, memory: &mut Memory) {
         sim.set_mode(Mode::Unavailable);
         for i in 0..PARTITIONS {
             let key = format!("act{n}-{i}");
-            common::produce(&producer, &topic, Some(i), Some(key.as_bytes()), Some(b"{}"), &[]).await;
+            common::produce(
+                &producer,
+                &topic,
+                Some(i),
+                Some(key.as_bytes()),
+                Some(b"{}"),
+                &[],
+            )
+            .await;
             sent += 1;
         }
         let mut last = 0;
