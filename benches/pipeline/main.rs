@@ -26,8 +26,8 @@
 //! `SFWD_BENCH_WINDOW_S`, `SFWD_BENCH_SIZES` (value sizes in bytes, default
 //! `100,1000`), `SFWD_BENCH_REPS`, `SFWD_BENCH_PARTITIONS`,
 //! `SFWD_BENCH_BACKLOG` and `SFWD_BENCH_REPLAY_BUDGET_S` (the replay's
-//! backlog, made smaller when the pass-through rate would need longer than
-//! the budget to drain it), `SFWD_BENCH_LIVE_RATE`,
+//! backlog, made smaller when a first, small replay shows that draining it
+//! would take longer than the budget), `SFWD_BENCH_LIVE_RATE`,
 //! `SFWD_BENCH_ACTIVATIONS`, `SFWD_BENCH_ROWS` (a comma-separated subset of
 //! `throughput,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file).
 
@@ -61,12 +61,11 @@ pub struct Settings {
     pub sizes: Vec<usize>,
     /// Stored requests the replay row drains, at most.
     pub backlog: usize,
-    /// Seconds a replay may take, at the pass-through rate, before its
-    /// backlog is made smaller.
+    /// Seconds a replay may take, at the rate of a first small replay,
+    /// before its backlog is made smaller.
     pub replay_budget: f64,
     /// Live requests per second during the replay, at most (and at most a
-    /// tenth of the pass-through rate, so that the live requests do not
-    /// pile up behind the replay faster than they can be delivered).
+    /// tenth of the replay's rate).
     pub live_rate: u32,
     /// Activations of the trigger row.
     pub activations: usize,
@@ -124,7 +123,7 @@ impl Settings {
                 .map(|v| v.trim().parse().expect("SFWD_BENCH_SIZES: sizes in bytes"))
                 .collect(),
             backlog: num("SFWD_BENCH_BACKLOG", 100_000),
-            replay_budget: secs("SFWD_BENCH_REPLAY_BUDGET_S", 120.0),
+            replay_budget: secs("SFWD_BENCH_REPLAY_BUDGET_S", 60.0),
             live_rate: num("SFWD_BENCH_LIVE_RATE", 100) as u32,
             activations: num("SFWD_BENCH_ACTIVATIONS", 20).max(1),
             groups,

@@ -114,53 +114,42 @@ fn live_traffic(
     })
 }
 
-/// Row 5: replaying a stored backlog while live requests keep coming.
-pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
-    let (p, size) = (s.partitions, 100);
-    let row_median = |number: u8, measure: &str| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.number == number && r.size == Some(size) && r.measure.starts_with(measure))
-            .and_then(|r| r.median())
-    };
-    let bare = row_median(1, "bare pipe");
-    // A replay delivers as the pass-through does, one request at a time per
-    // partition: keep it within the budget.
-    let backlog = match row_median(3, "pass-through") {
-        Some(rate) if (s.backlog as f64) > rate * s.replay_budget => {
-            ((rate * s.replay_budget) as usize / 1000 * 1000).max(1000)
-        }
-        _ => s.backlog,
-    };
-    // Live traffic the pass-through can carry besides the replay.
-    let live_rate = match row_median(3, "pass-through") {
-        Some(rate) => s.live_rate.min((rate / 10.0).ceil() as u32).max(1),
-        None => s.live_rate,
-    };
-    let app = kafka_app("bench-replay", p).await;
-    let loader = kafka_io::loader();
-    let (mut sfwd, mut epoch) = start_storing(&app, "bench").await;
-    let (stored, requests, output) = (
-        app.topic("stored.Svc"),
-        app.topic("requests"),
-        app.topic("target"),
-    );
-    let mut rates = Vec::new();
-    let mut p99s = Vec::new();
-    let mut all_latencies = Vec::new();
-    let mut live_total = 0;
-    for rep in 0..s.reps {
-        eprintln!(
-            "replay of {backlog} stored requests, repetition {}",
-            rep + 1
+/// The replay application with its running instance.
+struct Run<'a> {
+    app: &'a crate::common::app::App,
+    sfwd: crate::common::process::Sfwd,
+    /// The epoch of the control point's last change.
+    epoch: u64,
+    /// Whether the control point is in STORE.
+    storing: bool,
+    loader: rdkafka::producer::FutureProducer,
+    partitions: i32,
+    size: usize,
+}
+
+impl Run<'_> {
+    /// Stores `backlog` requests, switches to FORWARD with live requests
+    /// coming at `live_rate` per second, and waits until the replay has
+    /// ended and every request is delivered. Returns the replay's rate,
+    /// the live requests' latencies (ms) and their number.
+    async fn replay(
+        &mut self,
+        backlog: usize,
+        live_rate: u32,
+        memory: &mut Memory,
+    ) -> (f64, Vec<f64>, usize) {
+        let (app, p) = (self.app, self.partitions);
+        let (stored, requests, output) = (
+            app.topic("stored.Svc"),
+            app.topic("requests"),
+            app.topic("target"),
         );
-        if rep > 0 {
-            operator(&app, "Svc", CommandKind::Store).await;
-            epoch = wait_state(&mut sfwd, "STORE", epoch, None).0;
+        if !self.storing {
+            operator(app, "Svc", CommandKind::Store).await;
+            self.epoch = wait_state(&mut self.sfwd, "STORE", self.epoch, None).0;
         }
         let stored_from = kafka_io::highs(&stored, p);
-        kafka_io::produce(&loader, &requests, p, backlog, size).await;
+        kafka_io::produce(&self.loader, &requests, p, backlog, self.size).await;
         kafka_io::wait_outputs(&stored, &stored_from, backlog, WAIT);
         let boundary = kafka_io::highs(&requests, p);
         let from = kafka_io::highs(&output, p);
@@ -173,33 +162,85 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
             requests.clone(),
             p,
             live_rate,
-            size,
+            self.size,
             stop.clone(),
             sent.clone(),
         );
-        operator(&app, "Svc", CommandKind::Forward).await;
-        epoch = wait_state(&mut sfwd, "FORWARD", epoch, Some(false)).0;
+        operator(app, "Svc", CommandKind::Forward).await;
+        self.epoch = wait_state(&mut self.sfwd, "FORWARD", self.epoch, Some(false)).0;
+        self.storing = false;
         stop.store(true, Ordering::Relaxed);
         live.await.expect("live traffic");
         let live_n = sent.load(Ordering::Relaxed);
-        live_total += live_n;
         let (to, _) = kafka_io::wait_outputs(&output, &from, backlog + live_n, WAIT);
-        memory.loaded(&sfwd);
+        memory.loaded(&self.sfwd);
 
         let outputs = read_outputs(&output, &from, &to);
         let (replayed, live): (Vec<&Output>, Vec<&Output>) = outputs
             .iter()
             .partition(|o| o.source_offset < boundary[o.source_partition as usize]);
-        rates.push(Span::of(replayed.iter().map(|o| o.written_ms)).rate());
-        let latencies: Vec<f64> = live
+        let rate = Span::of(replayed.iter().map(|o| o.written_ms)).rate();
+        let latencies = live
             .iter()
             .filter_map(|o| Some((o.written_ms - o.produced_ms?) as f64))
             .collect();
+        eprintln!("  replayed at {rate:.0} rec/s, {live_n} live requests");
+        (rate, latencies, live_n)
+    }
+}
+
+/// Row 5: replaying a stored backlog while live requests keep coming.
+pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
+    let (p, size) = (s.partitions, 100);
+    let row_median = |number: u8, measure: &str| {
+        report
+            .rows
+            .iter()
+            .find(|r| r.number == number && r.size == Some(size) && r.measure.starts_with(measure))
+            .and_then(|r| r.median())
+    };
+    let bare = row_median(1, "bare pipe");
+    let app = kafka_app("bench-replay", p).await;
+    let (sfwd, epoch) = start_storing(&app, "bench").await;
+    let mut run = Run {
+        app: &app,
+        sfwd,
+        epoch,
+        storing: true,
+        loader: kafka_io::loader(),
+        partitions: p,
+        size,
+    };
+    // A first, small replay measures how fast this broker lets a replay
+    // go; the measured ones are sized to take about the budget, with live
+    // traffic at a tenth of that rate.
+    let sizing = match row_median(3, "pass-through") {
+        Some(rate) => ((rate * 5.0) as usize).clamp(1000, s.backlog),
+        None => s.backlog.min(5000),
+    };
+    eprintln!("replay, sizing run of {sizing} stored requests");
+    let (rate, _, _) = run.replay(sizing, 1, memory).await;
+    let backlog = ((rate * s.replay_budget) as usize / 1000 * 1000).clamp(1000, s.backlog);
+    let live_rate = s.live_rate.min((rate / 10.0).ceil() as u32).max(1);
+
+    let mut rates = Vec::new();
+    let mut p99s = Vec::new();
+    let mut all_latencies = Vec::new();
+    let mut live_total = 0;
+    for rep in 0..s.reps {
+        eprintln!(
+            "replay of {backlog} stored requests, repetition {}",
+            rep + 1
+        );
+        let (rate, latencies, live_n) = run.replay(backlog, live_rate, memory).await;
+        rates.push(rate);
         if let Some(p99) = quantile(&latencies, 0.99) {
             p99s.push(p99);
         }
         all_latencies.extend(latencies);
+        live_total += live_n;
     }
+    let mut sfwd = run.sfwd;
     assert!(sfwd.terminate().success());
     kafka_io::delete_topics(&super::app_topics(&app)).await;
 
@@ -215,7 +256,7 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     row.note = match (bare, backlog < s.backlog) {
         (None, _) => Some("no ratio: the bare pipe did not run (SFWD_BENCH_ROWS)".into()),
         (Some(_), true) => Some(format!(
-            "backlog made smaller than {}: at the pass-through rate it would take more than {:.0} s to drain on this broker",
+            "backlog made smaller than {}: at the rate of a first, small replay it would take more than {:.0} s to drain on this broker",
             s.backlog, s.replay_budget
         )),
         (Some(_), false) => None,
