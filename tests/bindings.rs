@@ -432,6 +432,7 @@ fn kafka_target(
         &KafkaBinding {
             topic: topic.to_string(),
             timeout,
+            in_flight: 1,
         },
         producer,
     ))

@@ -606,3 +606,113 @@ async fn exactly_once_on_a_broker_without_transactions_stops_with_a_clear_error(
     );
     assert!(!a.terminate().success(), "the instance exits non-zero");
 }
+
+/// A Kafka target refuses one request (too large for the target topic)
+/// while the binding has many in flight: that request is the trigger and
+/// goes to the failed events; every other one reaches the target exactly
+/// once, in source order, either directly or stored and replayed (again
+/// many in flight) after forward.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kafka_target_failure_among_requests_in_flight_keeps_order_and_loses_nothing() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+
+    let app = App::new("inflight", |name| {
+        format!(
+            r#"
+application: {name}
+kafka:
+  bootstrap: "unused:9092"
+  partitions: 2
+  # One record per batch: the target topic refuses the big record alone.
+  properties: {{ batch.num.messages: "1" }}
+services:
+  svc:
+    binding: {{ kafka: {{ topic: {name}.target, in_flight: 64 }} }}
+    store_and_forward:
+      control_point: Svc
+      rules:
+        - exception: ServiceRuntimeException
+          message: "*SizeTooLarge*"
+    interfaces:
+      I: {{ operations: {{ op: {{ topic: {name}.requests }} }} }}
+"#
+        )
+    });
+    let requests = app.topic("requests");
+    let target = app.topic("target");
+    common::create_topics(&[(&requests, 2)]).await;
+    // One target partition, so that its order is the order of arrival; a
+    // record batch above 4 KiB is refused.
+    let admin: AdminClient<_> = common::client_config().create().unwrap();
+    let topic =
+        NewTopic::new(&target, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "4096");
+    for result in admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.expect("create the target topic");
+    }
+    let producer = common::producer();
+    let (per_partition, big_at, more) = (150, 40, 50);
+    let mut ids = Vec::new();
+    for i in 0..per_partition {
+        for p in 0..2 {
+            let value = if p == 0 && i == big_at {
+                vec![b'x'; 8000]
+            } else {
+                format!("v{p}-{i}").into_bytes()
+            };
+            common::produce(&producer, &requests, Some(p), None, Some(&value), &[]).await;
+            ids.push(format!("{requests}/{p}/{i}"));
+        }
+    }
+    let big = format!("{requests}/0/{big_at}");
+    let mut a = app.start("a");
+
+    // The big request is refused and activates the store.
+    let failed = decode_failed(&read_async(app.topic("failed"), 1, 60).await);
+    assert_eq!(failed.len(), 1, "one failed event");
+    assert_eq!(failed[0].request_id, big);
+    assert_eq!(failed[0].reason, FailureReason::StoreTrigger);
+    a.wait_for("STORE applied", Duration::from_secs(60), |v| {
+        common::process::message(v) == "control state applied"
+            && common::process::field(v, "mode") == "STORE"
+    });
+    // Requests arriving now are stored, behind any still in flight.
+    for i in per_partition..per_partition + more {
+        for p in 0..2 {
+            let value = format!("v{p}-{i}").into_bytes();
+            common::produce(&producer, &requests, Some(p), None, Some(&value), &[]).await;
+            ids.push(format!("{requests}/{p}/{i}"));
+        }
+    }
+    let stored = decode_stored(&read_async(app.topic("stored.Svc"), 2 * more, 60).await);
+    assert!(
+        stored.len() >= 2 * more,
+        "requests arriving while the store is active are stored"
+    );
+    assert!(
+        stored.iter().all(|s| s.request_id != big),
+        "the trigger is never stored"
+    );
+
+    // Forward: everything else arrives, once, in source order.
+    operator(&app, "Svc", CommandKind::Forward).await;
+    let others = ids.len() - 1;
+    let delivered = request_ids(&read_async(target.clone(), others, 120).await);
+    let mut seen = std::collections::HashSet::new();
+    for id in &delivered {
+        assert!(seen.insert(id.clone()), "{id} delivered twice");
+    }
+    assert!(!seen.contains(&big), "the trigger never reaches the target");
+    let missing: Vec<&String> = ids
+        .iter()
+        .filter(|id| **id != big && !seen.contains(*id))
+        .collect();
+    assert!(missing.is_empty(), "not delivered: {missing:?}");
+    let by = assert_ascending_per_partition(&delivered);
+    let total = per_partition + more;
+    assert_eq!(by[&format!("{requests}/0")].len(), total - 1);
+    assert_eq!(by[&format!("{requests}/1")].len(), total);
+}

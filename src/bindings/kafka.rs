@@ -6,6 +6,13 @@
 //! names are left out so each appears once. The partition is chosen by the
 //! producer's partitioner from the key.
 //!
+//! A binding keeps up to `in_flight` produces per source partition on
+//! their way (default 256): [`KafkaTarget::send`] hands a request to the
+//! producer and returns its [`Delivery`], and the pipeline settles
+//! deliveries in source order. The producer keeps order per partition
+//! across retries (`kafka::producer_config`), so sends to one target
+//! partition land in the order they were made.
+//!
 //! The binding's timeout bounds the wait for the delivery report. When it
 //! passes, a short metadata request tells an outage from a slow cluster:
 //! if no broker can be reached the call fails with code `AllBrokersDown`
@@ -23,11 +30,11 @@
 //! librdkafka's transient local errors: librdkafka reports delivery errors
 //! as bare codes, without its own retriable flag.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::failure::Failure;
 use super::{Request, Response, OPERATION_HEADER, REQUEST_ID_HEADER};
@@ -35,6 +42,9 @@ use crate::topology::KafkaBinding;
 
 /// How long the probe after a delivery timeout waits for a usable broker.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a call waits before sending again when the producer's queue is
+/// full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 /// A Kafka target: requests are produced to its topic through a shared
 /// producer.
@@ -42,7 +52,40 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct KafkaTarget {
     topic: String,
     timeout: Duration,
+    in_flight: usize,
     producer: FutureProducer,
+}
+
+/// Why [`KafkaTarget::send`] did not send.
+#[derive(Debug)]
+pub enum Sent {
+    /// The producer's queue is full: wait for some deliveries, then send
+    /// again.
+    QueueFull,
+    /// The producer refused the record.
+    Failed(Box<Failure>),
+}
+
+/// A produce on its way: its delivery report, due by the binding's timeout.
+pub struct Delivery {
+    report: DeliveryFuture,
+    deadline: Instant,
+    target: KafkaTarget,
+}
+
+impl Delivery {
+    /// The call's outcome: waits for the delivery report until the
+    /// binding's timeout has passed since the send.
+    /// Cancel-safe until it returns; not to be awaited again after.
+    pub async fn outcome(&mut self) -> Result<Response, Failure> {
+        match tokio::time::timeout_at(self.deadline.into(), &mut self.report).await {
+            Ok(Ok(Ok(_))) => Ok(Response::default()),
+            Ok(Ok(Err((error, _)))) => Err(self.target.failure(&error)),
+            // The producer went away with the message (only at shutdown).
+            Ok(Err(_canceled)) => Err(self.target.failure(&KafkaError::Canceled)),
+            Err(_) => Err(self.target.timed_out().await),
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaTarget {
@@ -61,6 +104,7 @@ impl KafkaTarget {
         KafkaTarget {
             topic: binding.topic.clone(),
             timeout: binding.timeout,
+            in_flight: binding.in_flight.max(1) as usize,
             producer,
         }
     }
@@ -68,19 +112,60 @@ impl KafkaTarget {
     /// Produces the request and waits for its delivery report, at most the
     /// binding's timeout. Success carries no status and an empty body.
     pub async fn call(&self, request: &Request) -> Result<Response, Failure> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.send(request) {
+                Ok(mut delivery) => return delivery.outcome().await,
+                Err(Sent::QueueFull) if Instant::now() < deadline => {
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err(Sent::QueueFull) => return Err(self.queue_full()),
+                Err(Sent::Failed(failure)) => return Err(*failure),
+            }
+        }
+    }
+
+    /// Hands the request to the producer and returns at once; the
+    /// [`Delivery`] resolves to the call's outcome. Sends to one target
+    /// partition reach it in the order they were made.
+    pub fn send(&self, request: &Request) -> Result<Delivery, Sent> {
+        let headers = record_headers(request);
         let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.topic).headers(record_headers(request));
+            FutureRecord::to(&self.topic).headers(headers);
         if let Some(key) = &request.key {
             record = record.key(key.as_slice());
         }
         if let Some(value) = &request.value {
             record = record.payload(value.as_slice());
         }
-        let delivery = self.producer.send(record, self.timeout);
-        match tokio::time::timeout(self.timeout, delivery).await {
-            Ok(Ok(_)) => Ok(Response::default()),
-            Ok(Err((error, _))) => Err(self.failure(&error)),
-            Err(_) => Err(self.timed_out().await),
+        match self.producer.send_result(record) {
+            Ok(report) => Ok(Delivery {
+                report,
+                deadline: Instant::now() + self.timeout,
+                target: self.clone(),
+            }),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(Sent::QueueFull)
+            }
+            Err((error, _)) => Err(Sent::Failed(Box::new(self.failure(&error)))),
+        }
+    }
+
+    /// Produces kept in flight per source partition (the binding's
+    /// `in_flight`).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn queue_full(&self) -> Failure {
+        Failure::Kafka {
+            topic: self.topic.clone(),
+            code: format!("{:?}", RDKafkaErrorCode::QueueFull),
+            detail: format!(
+                "the producer's queue stayed full for {}ms",
+                self.timeout.as_millis()
+            ),
+            retriable: true,
         }
     }
 

@@ -12,8 +12,8 @@ mod kafka;
 mod retry;
 
 pub use http::{HttpBindingError, HttpTarget, KEY_HEADER};
-pub use kafka::KafkaTarget;
-pub use retry::{invoke, Invocation, MAX_BACKOFF};
+pub use kafka::{Delivery, KafkaTarget, Sent};
+pub use retry::{invoke, retry_after, Invocation, MAX_BACKOFF};
 
 use failure::Failure;
 

@@ -54,6 +54,32 @@ pub async fn invoke(target: &Target, policy: Option<RetryPolicy>, request: &Requ
     .await
 }
 
+/// Goes on with an invocation whose first call, sent without waiting
+/// (a pipelined Kafka produce), failed with `first`: retries per `policy`
+/// as [`invoke`] would have.
+pub async fn retry_after(
+    target: &Target,
+    policy: Option<RetryPolicy>,
+    request: &Request,
+    first: Failure,
+) -> Invocation {
+    let mut first = Some(first);
+    invoke_with(
+        policy,
+        || {
+            let first = first.take();
+            async move {
+                match first {
+                    Some(failure) => Err(failure),
+                    None => target.call(request).await,
+                }
+            }
+        },
+        tokio::time::sleep,
+    )
+    .await
+}
+
 /// The retry loop over any call and any way of waiting, so it can be
 /// tested without a target or a clock.
 async fn invoke_with<C, CF, S, SF>(

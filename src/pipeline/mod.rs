@@ -9,6 +9,7 @@
 //! hand and stop before the revocation completes, so the next owner starts
 //! after what was finished.
 
+mod in_flight;
 mod outputs;
 mod replay;
 pub mod route;
@@ -250,6 +251,8 @@ pub async fn run_pipeline(
             window: outputs::OutputWindow::new(consumer.clone(), ctx.producer.clone(), &p.0, p.1),
             needs_replay: cps.iter().cloned().collect(),
             control_points: cps,
+            calls: Default::default(),
+            delivered_ahead: Default::default(),
             stop: listener,
         };
         let failed = failed_tx.clone();

@@ -8,34 +8,54 @@
 //! reaches the end the backlog is empty: new requests, which waited in the
 //! source topic meanwhile, then flow directly.
 //!
+//! A Kafka target gets up to its binding's `in_flight` stored requests at
+//! once; their delivery reports are settled in order (see `in_flight.rs`
+//! for what a failure among them means). Other targets get one at a time.
+//!
 //! Progress (next stored offset, highest source offset delivered, finished
 //! FORWARD epoch) is written to the compacted `<app>.replay` topic, keyed by
-//! `control point/topic/partition`, so a partition's next owner resumes where
-//! the last one stopped. A stored copy whose source offset is not above the
-//! highest one delivered is a duplicate written by a crash, and is skipped:
-//! nothing is delivered twice from the store.
+//! `control point/topic/partition`, every [`PROGRESS_EVERY`] settled
+//! requests or 100 ms, so a partition's next owner resumes where the last
+//! one stopped. A stored copy whose source offset is not above the highest
+//! one delivered is a duplicate written by a crash, and is skipped: nothing
+//! is delivered twice from the store. After a crash, the next replay flags
+//! the first [`redelivery_bound`] requests as possible redeliveries.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::worker::{Decision, Worker};
 use super::PipelineError;
-use crate::bindings::failure::chain_for;
-use crate::bindings::{invoke, Request};
-use crate::control::{replay_key, Mode, ReplayProgress};
+use crate::bindings::failure::{chain_for, Failure};
+use crate::bindings::{
+    invoke, retry_after, Delivery, Invocation, Request, Sent as SendError, Target,
+};
+use crate::control::{replay_key, ControlPoint, Mode, ReplayProgress};
 use crate::records::{AvroRecord, FailureReason, StoredRequest};
 use crate::telemetry;
 
-/// Progress writes in flight during a replay. A replay interrupted by a
-/// crash re-delivers at most this many requests, plus the one in flight,
-/// that may have reached the target already; they carry the header
+/// Progress writes in flight during a replay, at most.
+pub const PROGRESS_WINDOW: usize = 4;
+/// Requests settled between two progress writes, at most (fewer when
+/// [`PROGRESS_INTERVAL`] passes first).
+pub const PROGRESS_EVERY: usize = 32;
+/// Time after which settled requests get a progress write, however few.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How many requests a replay interrupted by a crash may re-deliver, with
+/// a target keeping `in_flight` calls out at once: those covered by
+/// progress writes not yet acknowledged, those settled since the last
+/// write, and those in flight. The next replay flags as many with
 /// `sfwd-redelivery: possible`.
-pub const PROGRESS_WINDOW: usize = 8;
+pub fn redelivery_bound(in_flight: usize) -> usize {
+    (PROGRESS_WINDOW + 1) * PROGRESS_EVERY + in_flight
+}
 
 use crate::bindings::REDELIVERY_HEADER;
 
@@ -46,6 +66,41 @@ enum Step {
     Stop { resume: i64 },
 }
 
+/// A stored request sent to a Kafka target, not yet settled.
+struct Sent {
+    offset: i64,
+    record: StoredRequest,
+    request: Request,
+    state: ControlPoint,
+    sent_at: std::time::Instant,
+    delivery: Result<Delivery, Failure>,
+}
+
+/// The bookkeeping of one replay: progress, and its writes in flight.
+struct Progress {
+    key: String,
+    now: ReplayProgress,
+    /// Requests settled since the last progress write.
+    unwritten: usize,
+    written_at: std::time::Instant,
+    writes: VecDeque<DeliveryFuture>,
+}
+
+impl Progress {
+    /// A request at stored offset `offset` (source offset `source_offset`)
+    /// is settled: delivered or in the failed events.
+    fn settled(&mut self, offset: i64, source_offset: i64) {
+        self.now.max_source_offset = self.now.max_source_offset.max(source_offset);
+        self.now.next_offset = self.now.next_offset.max(offset + 1);
+        self.unwritten += 1;
+    }
+
+    fn write_due(&self) -> bool {
+        self.unwritten >= PROGRESS_EVERY
+            || (self.unwritten > 0 && self.written_at.elapsed() >= PROGRESS_INTERVAL)
+    }
+}
+
 impl Worker {
     pub(super) async fn replay(&mut self, cp: &str) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
@@ -54,8 +109,14 @@ impl Worker {
             return Ok(());
         }
         let key = replay_key(cp, &self.topic, self.partition);
-        let mut progress = ctx.table.replay_progress(&key);
-        let before = progress;
+        let before = ctx.table.replay_progress(&key);
+        let mut progress = Progress {
+            key,
+            now: before,
+            unwritten: 0,
+            written_at: std::time::Instant::now(),
+            writes: VecDeque::new(),
+        };
         let stored_topic = ctx.topology.stored_topic(cp);
         let stored_partition =
             self.partition % ctx.stored_partitions.get(cp).copied().unwrap_or(1).max(1);
@@ -64,10 +125,31 @@ impl Worker {
         let (low, high) = tokio::task::block_in_place(|| {
             reader.fetch_watermarks(&stored_topic, stored_partition, Duration::from_secs(10))
         })?;
-        let mut next = progress.next_offset.max(low);
-        let mut stopped = false;
+        let mut next = before.next_offset.max(low);
+        progress.now.next_offset = next;
+        let mut stopped = None;
         let mut delivered = 0usize;
-        let mut in_flight = std::collections::VecDeque::new();
+        // Calls to a Kafka target out at once (1 for other targets).
+        let in_flight = ctx
+            .topology
+            .services
+            .iter()
+            .zip(&ctx.targets)
+            .filter(|(s, _)| {
+                s.store_and_forward
+                    .as_ref()
+                    .is_some_and(|sf| sf.control_point == cp)
+            })
+            .map(|(_, t)| match t {
+                Target::Kafka(k) => k.in_flight(),
+                Target::Http(_) => 1,
+            })
+            .max()
+            .unwrap_or(1);
+        let mut sent: VecDeque<Sent> = VecDeque::new();
+        // The highest source offset sent: a stored copy at or below it is
+        // a duplicate, even before its original is settled.
+        let mut sent_max = before.max_source_offset;
         if next < high {
             tracing::info!(
                 control_point = cp,
@@ -75,8 +157,8 @@ impl Worker {
                 partition = self.partition,
                 from = next,
                 to = high,
-                max_source_offset = progress.max_source_offset,
-                interrupted = progress.open,
+                max_source_offset = before.max_source_offset,
+                interrupted = before.open,
                 "replaying stored requests"
             );
             let mut tpl = TopicPartitionList::new();
@@ -84,16 +166,14 @@ impl Worker {
             reader.assign(&tpl)?;
             // The last replay stopped without finishing: the first records
             // may have been delivered before its progress was written.
-            // The window of unacknowledged progress, plus the request that was
-            // being delivered.
             let window = if self.window.is_transactional() {
                 // Progress is committed with each transaction.
-                super::outputs::TXN_OUTPUTS
+                super::outputs::TXN_OUTPUTS + in_flight
             } else {
-                PROGRESS_WINDOW + 1
+                redelivery_bound(in_flight)
             };
-            let mut possible_redeliveries = if progress.open { window } else { 0 };
-            progress.open = true;
+            let mut possible_redeliveries = if before.open { window } else { 0 };
+            progress.now.open = true;
             while next < high {
                 let m = tokio::select! {
                     m = reader.recv() => m,
@@ -119,69 +199,224 @@ impl Worker {
                 if record.source.topic != self.topic || record.source.partition != self.partition {
                     continue;
                 }
-                if record.source.offset <= progress.max_source_offset {
+                if record.source.offset <= sent_max {
                     tracing::debug!(request_id = %record.request_id, "skipped a duplicate stored copy");
                     continue;
                 }
-                if ctx.table.get(cp).mode == Mode::Store {
-                    next = offset;
-                    stopped = true;
+                if self
+                    .delivered_ahead
+                    .get_mut(cp)
+                    .is_some_and(|ahead| ahead.remove(&record.source.offset))
+                {
+                    // Reached the target while an earlier request failed.
+                    sent_max = record.source.offset;
+                    progress.settled(offset, record.source.offset);
+                    continue;
+                }
+                let state = ctx.table.get(cp);
+                if state.mode == Mode::Store {
+                    stopped = Some(offset);
                     break;
                 }
-                let source_offset = record.source.offset;
+                sent_max = record.source.offset;
                 let redelivery = possible_redeliveries > 0;
                 possible_redeliveries = possible_redeliveries.saturating_sub(1);
-                match self.replay_one(cp, record, offset, redelivery).await? {
-                    Step::Next => {
-                        progress.max_source_offset = source_offset;
-                        delivered += 1;
-                    }
-                    Step::Stop { resume } => {
-                        if resume > offset {
-                            progress.max_source_offset = source_offset;
+                let request = replayed_request(&record, redelivery);
+                let target = ctx
+                    .topology
+                    .services
+                    .iter()
+                    .position(|s| s.name == record.service)
+                    .map(|i| &ctx.targets[i]);
+                if let Some(Target::Kafka(k)) = target.filter(|_| in_flight > 1) {
+                    let delivery = loop {
+                        match k.send(&request) {
+                            Ok(d) => break Ok(d),
+                            Err(SendError::Failed(f)) => break Err(*f),
+                            Err(SendError::QueueFull) => match sent.pop_front() {
+                                Some(call) => {
+                                    if let Some(resume) = self
+                                        .settle_replayed(cp, call, &mut progress, &mut delivered)
+                                        .await?
+                                    {
+                                        stopped = Some(resume);
+                                    }
+                                }
+                                None => tokio::time::sleep(Duration::from_millis(5)).await,
+                            },
                         }
-                        next = resume;
-                        stopped = true;
-                        break;
+                    };
+                    sent.push_back(Sent {
+                        offset,
+                        record,
+                        request,
+                        state,
+                        sent_at: std::time::Instant::now(),
+                        delivery,
+                    });
+                    while stopped.is_none() && sent.len() >= in_flight {
+                        let call = sent.pop_front().expect("non-empty");
+                        if let Some(resume) = self
+                            .settle_replayed(cp, call, &mut progress, &mut delivered)
+                            .await?
+                        {
+                            stopped = Some(resume);
+                        }
+                    }
+                } else {
+                    let source_offset = record.source.offset;
+                    match self.replay_one(cp, record, request, state, offset).await? {
+                        Step::Next => {
+                            progress.settled(offset, source_offset);
+                            delivered += 1;
+                        }
+                        Step::Stop { resume } => {
+                            if resume > offset {
+                                progress.settled(offset, source_offset);
+                            }
+                            stopped = Some(resume);
+                        }
                     }
                 }
-                progress.next_offset = next;
-                self.send_progress(&key, progress, &mut in_flight).await?;
+                if stopped.is_some() {
+                    break;
+                }
+                if progress.write_due() {
+                    self.send_progress(&mut progress).await?;
+                }
             }
         }
-        if self.stop.is_fired() && next < high {
-            stopped = true;
+        // Settle what is still out; after a stop, what is delivered beyond
+        // the resume point is remembered, so that it is not delivered again.
+        while let Some(call) = sent.pop_front() {
+            match stopped {
+                None => {
+                    if let Some(resume) = self
+                        .settle_replayed(cp, call, &mut progress, &mut delivered)
+                        .await?
+                    {
+                        stopped = Some(resume);
+                    }
+                }
+                Some(_) => self.settle_ahead(cp, call).await,
+            }
         }
-        progress.next_offset = next;
-        if !stopped {
-            progress.done_epoch = start_state.epoch as i64;
-            progress.open = false;
-            self.needs_replay.remove(cp);
+        if stopped.is_none() && self.stop.is_fired() && next < high {
+            stopped = Some(progress.now.next_offset);
         }
-        if progress != before {
-            self.send_progress(&key, progress, &mut in_flight).await?;
+        match stopped {
+            Some(resume) => progress.now.next_offset = resume,
+            None => {
+                progress.now.next_offset = next;
+                progress.now.done_epoch = start_state.epoch as i64;
+                progress.now.open = false;
+                self.needs_replay.remove(cp);
+            }
         }
-        while let Some(d) = in_flight.pop_front() {
+        if progress.now != before {
+            self.send_progress(&mut progress).await?;
+        }
+        while let Some(d) = progress.writes.pop_front() {
             wait_progress(d).await?;
         }
-        if delivered > 0 || stopped {
-            tracing::info!(control_point = cp, topic = %self.topic, partition = self.partition, delivered, stopped, "replay ended");
+        if delivered > 0 || stopped.is_some() {
+            tracing::info!(control_point = cp, topic = %self.topic, partition = self.partition, delivered, stopped = stopped.is_some(), "replay ended");
         }
         Ok(())
     }
 
-    /// Delivers one stored request; a matching failure triggers the store
-    /// again (the request then goes to the failed events if it is the
+    /// Waits for a sent request's outcome and acts on it as on a request
+    /// invoked alone. Returns where the replay resumes if it must stop.
+    async fn settle_replayed(
+        &mut self,
+        cp: &str,
+        call: Sent,
+        progress: &mut Progress,
+        delivered: &mut usize,
+    ) -> Result<Option<i64>, PipelineError> {
+        let ctx = self.ctx.clone();
+        let Sent {
+            offset,
+            record,
+            request,
+            state,
+            sent_at,
+            delivery,
+        } = call;
+        let service = ctx
+            .topology
+            .services
+            .iter()
+            .position(|s| s.name == record.service)
+            .expect("sent to its service's target");
+        let result = match delivery {
+            Ok(mut d) => d.outcome().await,
+            Err(f) => Err(f),
+        };
+        let invocation = match result {
+            Ok(response) => Invocation {
+                result: Ok(response),
+                attempts: 1,
+            },
+            Err(f) => {
+                let retry = ctx.topology.services[service].retry;
+                retry_after(&ctx.targets[service], retry, &request, f).await
+            }
+        };
+        telemetry::TargetCall::since(&ctx.instance, &request, sent_at).end_replay(&invocation, cp);
+        let source_offset = record.source.offset;
+        let step = match invocation.result {
+            Ok(_) => Step::Next,
+            Err(_) => {
+                // Settled as a request invoked alone would be.
+                self.replay_outcome(cp, record, request, state, offset, invocation)
+                    .await?
+            }
+        };
+        Ok(match step {
+            Step::Next => {
+                progress.settled(offset, source_offset);
+                *delivered += 1;
+                None
+            }
+            Step::Stop { resume } => {
+                if resume > offset {
+                    progress.settled(offset, source_offset);
+                }
+                Some(resume)
+            }
+        })
+    }
+
+    /// A request sent after the one the replay stopped at: if it reached
+    /// the target, its source offset is remembered so that the next replay
+    /// skips it; if not, it stays stored.
+    async fn settle_ahead(&mut self, cp: &str, call: Sent) {
+        let result = match call.delivery {
+            Ok(mut d) => d.outcome().await,
+            Err(f) => Err(f),
+        };
+        if result.is_ok() {
+            self.delivered_ahead
+                .entry(cp.to_string())
+                .or_default()
+                .insert(call.record.source.offset);
+        }
+    }
+
+    /// Delivers one stored request, alone; a matching failure triggers the
+    /// store again (the request then goes to the failed events if it is the
     /// designated trigger, or stays stored).
     async fn replay_one(
         &mut self,
         cp: &str,
         record: StoredRequest,
+        request: Request,
+        state: ControlPoint,
         offset: i64,
-        redelivery: bool,
     ) -> Result<Step, PipelineError> {
         let ctx = self.ctx.clone();
-        let Some(service_index) = ctx
+        let Some(service) = ctx
             .topology
             .services
             .iter()
@@ -200,32 +435,39 @@ impl Worker {
                 )
                 .await;
         };
+        let call = telemetry::TargetCall::start(&ctx.instance, &request);
+        let retry = ctx.topology.services[service].retry;
+        let invocation = invoke(&ctx.targets[service], retry, &request).await;
+        call.end_replay(&invocation, cp);
+        self.replay_outcome(cp, record, request, state, offset, invocation)
+            .await
+    }
+
+    /// What follows the invocation of a stored request made while its
+    /// control point was in `state`.
+    async fn replay_outcome(
+        &mut self,
+        cp: &str,
+        record: StoredRequest,
+        request: Request,
+        state: ControlPoint,
+        offset: i64,
+        invocation: Invocation,
+    ) -> Result<Step, PipelineError> {
+        let ctx = self.ctx.clone();
+        let service_index = ctx
+            .topology
+            .services
+            .iter()
+            .position(|s| s.name == record.service)
+            .expect("checked by the caller");
         let service = &ctx.topology.services[service_index];
         let sf = service
             .store_and_forward
             .as_ref()
             .expect("a service with a control point");
-        let request = Request {
-            request_id: record.request_id.clone(),
-            service: record.service.clone(),
-            interface: record.interface.clone(),
-            operation: record.operation.clone(),
-            key: record.key.clone(),
-            value: record.value.clone(),
-            headers: record
-                .headers
-                .iter()
-                .map(|h| (h.key.clone(), h.value.clone()))
-                .chain(
-                    redelivery.then(|| (REDELIVERY_HEADER.to_string(), Some(b"possible".to_vec()))),
-                )
-                .collect(),
-        };
+        let (mut state, mut invocation) = (state, invocation);
         loop {
-            let state = ctx.table.get(cp);
-            let call = telemetry::TargetCall::start(&ctx.instance, &request);
-            let invocation = invoke(&ctx.targets[service_index], service.retry, &request).await;
-            call.end_replay(&invocation, cp);
             let failure = match invocation.result {
                 Ok(_) => return Ok(Step::Next),
                 Err(f) => f,
@@ -269,7 +511,12 @@ impl Worker {
                     return Ok(Step::Stop { resume: offset + 1 });
                 }
                 Decision::Store => return Ok(Step::Stop { resume: offset }),
-                Decision::Retry => continue,
+                Decision::Retry => {
+                    state = ctx.table.get(cp);
+                    let call = telemetry::TargetCall::start(&ctx.instance, &request);
+                    invocation = invoke(&ctx.targets[service_index], service.retry, &request).await;
+                    call.end_replay(&invocation, cp);
+                }
             }
         }
     }
@@ -313,56 +560,73 @@ impl Worker {
         Ok(Step::Next)
     }
 
-    /// Sends a progress record, keeping at most [`PROGRESS_WINDOW`] in flight.
-    async fn send_progress(
-        &mut self,
-        key: &str,
-        progress: ReplayProgress,
-        in_flight: &mut std::collections::VecDeque<rdkafka::producer::DeliveryFuture>,
-    ) -> Result<(), PipelineError> {
+    /// Writes the replay's progress, keeping at most [`PROGRESS_WINDOW`]
+    /// writes in flight.
+    async fn send_progress(&mut self, progress: &mut Progress) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
-        let payload = serde_json::to_vec(&progress).expect("plain struct");
+        let payload = serde_json::to_vec(&progress.now).expect("plain struct");
         let topic = ctx.topology.replay_topic();
+        progress.unwritten = 0;
+        progress.written_at = std::time::Instant::now();
         if self.window.is_transactional() {
             // In the partition's transaction, with the outputs it covers.
             self.window
                 .write_in_transaction(super::outputs::Output {
                     topic,
                     partition: Some(0),
-                    key: Some(key.as_bytes().to_vec()),
+                    key: Some(progress.key.as_bytes().to_vec()),
                     payload,
                     headers: Vec::new(),
                 })
                 .await?;
-            ctx.table.apply_replay(key, progress)?;
+            ctx.table.apply_replay(&progress.key, progress.now)?;
             return Ok(());
         }
         loop {
             let record = FutureRecord::to(&topic)
-                .key(key)
+                .key(&progress.key)
                 .partition(0)
                 .payload(&payload);
             match ctx.producer.send_result(record) {
                 Ok(d) => {
-                    in_flight.push_back(d);
+                    progress.writes.push_back(d);
                     break;
                 }
                 Err((
                     KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     _,
-                )) => match in_flight.pop_front() {
+                )) => match progress.writes.pop_front() {
                     Some(d) => wait_progress(d).await?,
                     None => tokio::time::sleep(Duration::from_millis(5)).await,
                 },
                 Err((e, _)) => return Err(PipelineError::Kafka(e)),
             }
         }
-        while in_flight.len() > PROGRESS_WINDOW {
-            let d = in_flight.pop_front().expect("non-empty");
+        while progress.writes.len() > PROGRESS_WINDOW {
+            let d = progress.writes.pop_front().expect("non-empty");
             wait_progress(d).await?;
         }
-        ctx.table.apply_replay(key, progress)?;
+        ctx.table.apply_replay(&progress.key, progress.now)?;
         Ok(())
+    }
+}
+
+/// The request a stored record replays, flagged as a possible redelivery
+/// when asked.
+fn replayed_request(record: &StoredRequest, redelivery: bool) -> Request {
+    Request {
+        request_id: record.request_id.clone(),
+        service: record.service.clone(),
+        interface: record.interface.clone(),
+        operation: record.operation.clone(),
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers: record
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .chain(redelivery.then(|| (REDELIVERY_HEADER.to_string(), Some(b"possible".to_vec()))))
+            .collect(),
     }
 }
 

@@ -2,18 +2,19 @@
 //! then store, answer, or invoke; on a matching failure, trigger and wait
 //! for the single decision.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 
+use super::in_flight::Calls;
 use super::outputs::{Output, OutputWindow};
-use super::route::{header_value, request_id, OpRoute};
+use super::route::{header_value, request_id};
 use super::{Context, PipelineContext, PipelineError};
 use crate::bindings::failure::chain_for;
-use crate::bindings::{invoke, Request, Response};
+use crate::bindings::{invoke, Invocation, Request, Response, Target};
 use crate::control::{replay_key, Cause, CommandKind, ControlPoint, Mode, Trigger};
 use crate::records::{
     AvroRecord, FailedEvent, FailureReason, Header, SourcePosition, StoredRequest,
@@ -21,7 +22,34 @@ use crate::records::{
 use crate::rules::{ExceptionChain, MatchReport};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
-use crate::topology::{Service, REPLY_TO_HEADER, REQUEST_ID_HEADER};
+use crate::topology::{REPLY_TO_HEADER, REQUEST_ID_HEADER};
+
+/// A live request on its way through a partition.
+pub(super) struct Job {
+    /// Its source offset.
+    pub(super) offset: i64,
+    /// Index of its service in the topology.
+    pub(super) service: usize,
+    /// Whether its operation is sync (answered on a reply topic).
+    pub(super) sync: bool,
+    pub(super) request: Request,
+    pub(super) source: SourcePosition,
+}
+
+impl Job {
+    /// Whether its target takes it without waiting for the outcome: an
+    /// async request to a Kafka binding with `in_flight` above 1.
+    pub(super) fn sends_without_waiting(&self, ctx: &Context) -> bool {
+        !self.sync && matches!(&ctx.targets[self.service], Target::Kafka(t) if t.in_flight() > 1)
+    }
+}
+
+/// Where a request stands after its outcome was handled.
+pub(super) enum Flow {
+    Done,
+    /// The control point is forwarding again: invoke once more.
+    Retry(Box<Job>),
+}
 
 /// What the single writer decided about a trigger this partition sent.
 pub(super) enum Decision {
@@ -43,6 +71,12 @@ pub(super) struct Worker {
     /// Control points for which this partition may have stored requests
     /// not yet replayed.
     pub(super) needs_replay: HashSet<String>,
+    /// Per control point, source offsets of stored requests that reached
+    /// the target during a replay that stopped at an earlier one: the next
+    /// replay skips them.
+    pub(super) delivered_ahead: HashMap<String, BTreeSet<i64>>,
+    /// Kafka target calls sent and not yet settled, oldest first.
+    pub(super) calls: Calls,
     pub(super) stop: Shutdown,
 }
 
@@ -79,6 +113,11 @@ impl Worker {
                     break;
                 }
                 if self.replay_due(&cp) {
+                    // Live requests sent before the replay are settled
+                    // first, and every stored copy is acknowledged, so that
+                    // the replay sees the whole backlog.
+                    self.settle_calls().await?;
+                    self.window.drain().await?;
                     self.replay(&cp).await?;
                 }
             }
@@ -86,6 +125,7 @@ impl Worker {
                 biased;
                 _ = self.stop.wait() => break,
                 _ = changes.changed() => {}
+                _ = self.calls.oldest_ready(), if !self.calls.is_empty() => self.settle_oldest().await?,
                 settled = self.window.settle(), if self.window.has_pending() => settled?,
                 message = rx.recv() => match message {
                     Some(m) => self.process(m).await?,
@@ -93,6 +133,7 @@ impl Worker {
                 },
             }
         }
+        self.settle_calls().await?;
         self.window.drain().await?;
         Ok(())
     }
@@ -153,23 +194,28 @@ impl Worker {
                     0,
                 );
                 let out = self.failed_output(&event);
+                self.settle_calls().await?;
                 return Ok(self.window.push(offset, Some(out)).await?);
             }
         };
         let service = &ctx.topology.services[route.service];
-        let request = Request {
-            request_id: request_id.clone(),
-            service: service.name.clone(),
-            interface: route.interface.clone(),
-            operation: route.operation.clone(),
-            key,
-            value,
-            headers,
+        let job = Job {
+            offset,
+            service: route.service,
+            sync: route.sync,
+            request: Request {
+                request_id,
+                service: service.name.clone(),
+                interface: route.interface.clone(),
+                operation: route.operation.clone(),
+                key,
+                value,
+                headers,
+            },
+            source,
         };
         let Some(sf) = &service.store_and_forward else {
-            return self
-                .forward_plain(offset, route, service, request, source)
-                .await;
+            return self.forward_plain(job).await;
         };
         let cp = sf.control_point.clone();
         let progress = ctx
@@ -177,141 +223,229 @@ impl Worker {
             .replay_progress(&replay_key(&cp, &self.topic, self.partition));
         if offset <= progress.max_source_offset {
             // Already delivered (or failed) from the stored topic.
+            self.settle_calls().await?;
             return Ok(self.window.push(offset, None).await?);
         }
+        self.forward(job, cp, true).await
+    }
+
+    /// A request of a service with store and forward: stored while its
+    /// control point stores, otherwise invoked. With `may_send`, a request
+    /// the binding takes without waiting (a Kafka produce) is only sent,
+    /// and settled later in source order; without it (settling a call
+    /// already sent), nothing else in flight is touched.
+    pub(super) async fn forward(
+        &mut self,
+        job: Job,
+        cp: String,
+        may_send: bool,
+    ) -> Result<(), PipelineError> {
+        let ctx = self.ctx.clone();
+        let mut job = job;
         loop {
             let state = ctx.table.get(&cp);
+            if may_send && !job.sends_without_waiting(&ctx) {
+                // Whatever was sent before goes first; it may change the state.
+                if self.settle_calls().await? {
+                    continue;
+                }
+            }
             if state.is_storing() {
-                if route.sync {
-                    let reply = self.reply(
-                        &request,
-                        Err(format!(
-                            "control point `{cp}` is storing: the service is unavailable"
-                        )),
-                    );
-                    telemetry::SyncRequestRefused::new(&ctx.instance, &request).emit();
-                    return Ok(self.window.push(offset, reply).await?);
+                if may_send && self.settle_calls().await? {
+                    continue;
                 }
-                if let Some(t) = state
-                    .trigger
-                    .as_ref()
-                    .filter(|t| state.cause == Cause::Trigger && t.request_id == request.request_id)
-                {
-                    // This is the activation's trigger, read again after the
-                    // instance that sent it stopped before writing it: it
-                    // goes to the failed events, never to the stored topic.
-                    let event = self.failed_event(
-                        &request,
-                        Some(&cp),
-                        FailureReason::StoreTrigger,
-                        format!(
-                            "this request's failure activated the store of `{cp}`: rule {}",
-                            t.rule
-                        ),
-                        source,
-                        t.chain.clone(),
-                        Some(t.rule.clone()),
-                        0,
-                    );
-                    let out = self.failed_output(&event);
-                    return Ok(self.window.push(offset, Some(out)).await?);
-                }
-                return self.store(offset, &cp, &state, request, source).await;
+                return self.storing(job, &cp, &state).await;
             }
-            let call = telemetry::TargetCall::start(&ctx.instance, &request);
-            let invocation = invoke(&ctx.targets[route.service], service.retry, &request).await;
-            call.end(&invocation, route.sync);
-            let failure = match invocation.result {
-                Ok(response) => {
-                    let reply = if route.sync {
-                        self.reply(&request, Ok(response))
-                    } else {
-                        None
-                    };
-                    return Ok(self.window.push(offset, reply).await?);
-                }
-                Err(f) => f,
-            };
-            let chain = chain_for(&failure);
-            if route.sync {
-                // Sync failures are answered and never trigger the store.
-                let reply = self.reply(&request, Err(chain.to_string()));
-                return Ok(self.window.push(offset, reply).await?);
+            if may_send && job.sends_without_waiting(&ctx) {
+                return self.send(job, Some((cp, state))).await;
             }
-            let Some(report) = sf.rules.first_match(
-                &ctx.topology.types,
-                &route.interface,
-                &route.operation,
-                &chain,
-            ) else {
+            let request = &job.request;
+            let call = telemetry::TargetCall::start(&ctx.instance, request);
+            let service = &ctx.topology.services[job.service];
+            let invocation = invoke(&ctx.targets[job.service], service.retry, request).await;
+            call.end(&invocation, job.sync);
+            match self.outcome(job, &cp, &state, invocation).await? {
+                Flow::Done => return Ok(()),
+                Flow::Retry(again) => job = *again,
+            }
+        }
+    }
+
+    /// A request while its control point stores: a sync one is answered
+    /// with an error, the activation's trigger goes to the failed events,
+    /// every other one is stored.
+    async fn storing(
+        &mut self,
+        job: Job,
+        cp: &str,
+        state: &ControlPoint,
+    ) -> Result<(), PipelineError> {
+        let Job {
+            offset,
+            sync,
+            request,
+            source,
+            ..
+        } = job;
+        if sync {
+            let reply = self.reply(
+                &request,
+                Err(format!(
+                    "control point `{cp}` is storing: the service is unavailable"
+                )),
+            );
+            telemetry::SyncRequestRefused::new(&self.ctx.instance, &request).emit();
+            return Ok(self.window.push(offset, reply).await?);
+        }
+        if let Some(t) = state
+            .trigger
+            .as_ref()
+            .filter(|t| state.cause == Cause::Trigger && t.request_id == request.request_id)
+        {
+            // This is the activation's trigger, read again after the
+            // instance that sent it stopped before writing it: it goes to
+            // the failed events, never to the stored topic.
+            let event = self.failed_event(
+                &request,
+                Some(cp),
+                FailureReason::StoreTrigger,
+                format!(
+                    "this request's failure activated the store of `{cp}`: rule {}",
+                    t.rule
+                ),
+                source,
+                t.chain.clone(),
+                Some(t.rule.clone()),
+                0,
+            );
+            let out = self.failed_output(&event);
+            return Ok(self.window.push(offset, Some(out)).await?);
+        }
+        self.store(offset, cp, state, request, source).await
+    }
+
+    /// What follows an invocation of a request whose control point was in
+    /// `state` when it was invoked: the reply or nothing on success; on
+    /// failure, the failed events, or a trigger and the writer's decision.
+    pub(super) async fn outcome(
+        &mut self,
+        job: Job,
+        cp: &str,
+        state: &ControlPoint,
+        invocation: Invocation,
+    ) -> Result<Flow, PipelineError> {
+        let ctx = self.ctx.clone();
+        let failure = match invocation.result {
+            Ok(response) => {
+                let reply = if job.sync {
+                    self.reply(&job.request, Ok(response))
+                } else {
+                    None
+                };
+                self.window.push(job.offset, reply).await?;
+                return Ok(Flow::Done);
+            }
+            Err(f) => f,
+        };
+        let chain = chain_for(&failure);
+        if job.sync {
+            // Sync failures are answered and never trigger the store.
+            let reply = self.reply(&job.request, Err(chain.to_string()));
+            self.window.push(job.offset, reply).await?;
+            return Ok(Flow::Done);
+        }
+        let service = &ctx.topology.services[job.service];
+        let sf = service
+            .store_and_forward
+            .as_ref()
+            .expect("a service with a control point");
+        let request = &job.request;
+        let Some(report) = sf.rules.first_match(
+            &ctx.topology.types,
+            &request.interface,
+            &request.operation,
+            &chain,
+        ) else {
+            let event = self.failed_event(
+                request,
+                Some(cp),
+                FailureReason::InvocationFailed,
+                format!(
+                    "invocation of {} failed and no rule matched",
+                    ctx.targets[job.service].describe()
+                ),
+                job.source,
+                chain,
+                None,
+                invocation.attempts,
+            );
+            let out = self.failed_output(&event);
+            self.window.push(job.offset, Some(out)).await?;
+            return Ok(Flow::Done);
+        };
+        match self.trigger(cp, state, request, &chain, &report).await? {
+            Decision::Designated => {
                 let event = self.failed_event(
-                    &request,
-                    Some(&cp),
-                    FailureReason::InvocationFailed,
-                    format!(
-                        "invocation of {} failed and no rule matched",
-                        ctx.targets[route.service].describe()
-                    ),
-                    source,
+                    request,
+                    Some(cp),
+                    FailureReason::StoreTrigger,
+                    format!("this request's failure activated the store of `{cp}`: {report}"),
+                    job.source,
                     chain,
-                    None,
+                    Some(report.rule.clone()),
                     invocation.attempts,
                 );
                 let out = self.failed_output(&event);
-                return Ok(self.window.push(offset, Some(out)).await?);
-            };
-            match self.trigger(&cp, &state, &request, &chain, &report).await? {
-                Decision::Designated => {
-                    let event = self.failed_event(
-                        &request,
-                        Some(&cp),
-                        FailureReason::StoreTrigger,
-                        format!("this request's failure activated the store of `{cp}`: {report}"),
-                        source,
-                        chain,
-                        Some(report.rule.clone()),
-                        invocation.attempts,
-                    );
-                    let out = self.failed_output(&event);
-                    return Ok(self.window.push(offset, Some(out)).await?);
-                }
-                Decision::Store => {
-                    let now = ctx.table.get(&cp);
-                    return self.store(offset, &cp, &now, request, source).await;
-                }
-                Decision::Retry => continue,
+                self.window.push(job.offset, Some(out)).await?;
+                Ok(Flow::Done)
             }
+            Decision::Store => {
+                let now = ctx.table.get(cp);
+                self.store(job.offset, cp, &now, job.request, job.source)
+                    .await?;
+                Ok(Flow::Done)
+            }
+            Decision::Retry => Ok(Flow::Retry(Box::new(job))),
         }
     }
 
     /// A service without store and forward: invoke; failures go to the
     /// failed events.
-    async fn forward_plain(
+    async fn forward_plain(&mut self, job: Job) -> Result<(), PipelineError> {
+        let ctx = self.ctx.clone();
+        if job.sends_without_waiting(&ctx) {
+            return self.send(job, None).await;
+        }
+        self.settle_calls().await?;
+        let call = telemetry::TargetCall::start(&ctx.instance, &job.request);
+        let service = &ctx.topology.services[job.service];
+        let invocation = invoke(&ctx.targets[job.service], service.retry, &job.request).await;
+        call.end(&invocation, job.sync);
+        self.plain_outcome(job, invocation).await
+    }
+
+    /// What follows an invocation of a service without store and forward.
+    pub(super) async fn plain_outcome(
         &mut self,
-        offset: i64,
-        route: &OpRoute,
-        service: &Service,
-        request: Request,
-        source: SourcePosition,
+        job: Job,
+        invocation: Invocation,
     ) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
-        let call = telemetry::TargetCall::start(&ctx.instance, &request);
-        let invocation = invoke(&ctx.targets[route.service], service.retry, &request).await;
-        call.end(&invocation, route.sync);
+        let request = &job.request;
         let output = match invocation.result {
-            Ok(response) if route.sync => self.reply(&request, Ok(response)),
+            Ok(response) if job.sync => self.reply(request, Ok(response)),
             Ok(_) => None,
-            Err(f) if route.sync => self.reply(&request, Err(chain_for(&f).to_string())),
+            Err(f) if job.sync => self.reply(request, Err(chain_for(&f).to_string())),
             Err(f) => {
                 let event = self.failed_event(
-                    &request,
+                    request,
                     None,
                     FailureReason::InvocationFailed,
                     format!(
                         "invocation of {} failed",
-                        ctx.targets[route.service].describe()
+                        ctx.targets[job.service].describe()
                     ),
-                    source,
+                    job.source.clone(),
                     chain_for(&f),
                     None,
                     invocation.attempts,
@@ -319,7 +453,7 @@ impl Worker {
                 Some(self.failed_output(&event))
             }
         };
-        Ok(self.window.push(offset, output).await?)
+        Ok(self.window.push(job.offset, output).await?)
     }
 
     /// Publishes a trigger and waits for the writer's decision.
@@ -332,6 +466,12 @@ impl Worker {
         report: &MatchReport,
     ) -> Result<Decision, PipelineError> {
         let ctx = self.ctx.clone();
+        if ctx.table.get(cp).epoch > observed.epoch {
+            // The state changed while the call was out (another request's
+            // trigger won, or an operator acted): a trigger from the older
+            // state would be refused as stale.
+            return Ok(decision(&ctx, cp, request));
+        }
         let command = ctx.publisher.command(
             CommandKind::Trigger(Trigger {
                 request_id: request.request_id.clone(),
@@ -357,18 +497,8 @@ impl Worker {
         let mut changes = ctx.table.subscribe();
         let started = std::time::Instant::now();
         loop {
-            let now = ctx.table.get(cp);
-            if now.epoch > observed.epoch {
-                let designated = now.trigger.as_ref().is_some_and(|t| {
-                    t.request_id == request.request_id && t.instance == ctx.instance
-                });
-                return Ok(if designated {
-                    Decision::Designated
-                } else if now.mode == Mode::Store {
-                    Decision::Store
-                } else {
-                    Decision::Retry
-                });
+            if ctx.table.get(cp).epoch > observed.epoch {
+                return Ok(decision(&ctx, cp, request));
             }
             tokio::select! {
                 _ = changes.changed() => {}
@@ -531,6 +661,23 @@ impl Worker {
                 ("sfwd-status".to_string(), Some(status.as_bytes().to_vec())),
             ],
         })
+    }
+}
+
+/// What the current state of `cp` means for `request`, whose trigger (if
+/// it sent one) was published from an older state.
+fn decision(ctx: &Context, cp: &str, request: &Request) -> Decision {
+    let now = ctx.table.get(cp);
+    let designated = now
+        .trigger
+        .as_ref()
+        .is_some_and(|t| t.request_id == request.request_id && t.instance == ctx.instance);
+    if designated {
+        Decision::Designated
+    } else if now.mode == Mode::Store {
+        Decision::Store
+    } else {
+        Decision::Retry
     }
 }
 

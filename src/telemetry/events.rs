@@ -76,6 +76,16 @@ impl<'a> TargetCall<'a> {
         }
     }
 
+    /// Times an invocation of `request` that started at `started` (a
+    /// request sent without waiting for its outcome).
+    pub fn since(instance: &'a str, request: &'a Request, started: Instant) -> Self {
+        TargetCall {
+            instance,
+            request,
+            started,
+        }
+    }
+
     /// The invocation of a live request ended.
     pub fn end(self, invocation: &Invocation, sync: bool) {
         RequestInvoked {

@@ -115,6 +115,10 @@ pub struct KafkaBinding {
     pub topic: String,
     /// How long a produce may take before it counts as failed.
     pub timeout: Duration,
+    /// Produces kept in flight per source partition: a request is sent
+    /// before the delivery reports of the ones before it are in; 1 waits
+    /// for each report before the next send.
+    pub in_flight: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,6 +69,7 @@ pub enum RawTarget {
     Kafka {
         topic: Spanned<String>,
         timeout: Duration,
+        in_flight: u32,
     },
     Service(Spanned<String>),
 }
@@ -111,6 +112,11 @@ pub struct RawOperation {
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default Kafka produce timeout when a binding does not set one.
 pub const DEFAULT_KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of produces a Kafka binding keeps in flight per source
+/// partition.
+pub const DEFAULT_KAFKA_IN_FLIGHT: u32 = 256;
+/// The most a Kafka binding's `in_flight` may be.
+pub const MAX_KAFKA_IN_FLIGHT: u64 = 10_000;
 
 /// Reads the whole document, reporting every structural problem.
 pub fn read(root: &Node, d: &mut Diagnostics) -> RawTopology {
@@ -357,13 +363,33 @@ impl Reader<'_> {
     }
 
     fn kafka_target(&mut self, node: &Node) -> Option<RawTarget> {
-        let f = self.fields(node, "`kafka` binding", &["topic", "timeout"])?;
+        let f = self.fields(node, "`kafka` binding", &["topic", "timeout", "in_flight"])?;
         let topic = self.req_string(&f, "topic", "`kafka` binding")?;
         let timeout = f
             .get("timeout")
             .and_then(|n| self.duration(n))
             .unwrap_or(DEFAULT_KAFKA_TIMEOUT);
-        Some(RawTarget::Kafka { topic, timeout })
+        let in_flight = match f.get("in_flight").and_then(|n| self.uint(n)) {
+            Some(n) if n.value == 0 || n.value > MAX_KAFKA_IN_FLIGHT => {
+                self.d
+                    .error(
+                        n.loc,
+                        format!(
+                            "`in_flight` is {}; it must be 1 to {MAX_KAFKA_IN_FLIGHT}",
+                            n.value
+                        ),
+                    )
+                    .hint("1 waits for each produce before the next; the default is 256");
+                DEFAULT_KAFKA_IN_FLIGHT
+            }
+            Some(n) => n.value as u32,
+            None => DEFAULT_KAFKA_IN_FLIGHT,
+        };
+        Some(RawTarget::Kafka {
+            topic,
+            timeout,
+            in_flight,
+        })
     }
 
     fn retry(&mut self, node: &Node) -> Option<RetryPolicy> {

@@ -394,13 +394,18 @@ fn binding(
                 headers: headers.clone(),
             }))
         }
-        RawTarget::Kafka { topic, timeout } => {
+        RawTarget::Kafka {
+            topic,
+            timeout,
+            in_flight,
+        } => {
             if let Err(why) = topic_name(&topic.value) {
                 d.error(topic.loc, format!("target topic `{}` {why}", topic.value));
             }
             Some(Binding::Kafka(KafkaBinding {
                 topic: topic.value.clone(),
                 timeout: *timeout,
+                in_flight: *in_flight,
             }))
         }
         RawTarget::Service(target) => {
@@ -642,6 +647,7 @@ fn top_level_types_kafka() -> &'static [&'static str] {
                 loc: Loc::default(),
             },
             timeout: Default::default(),
+            in_flight: 1,
         }),
         interaction: None,
         retry: None,

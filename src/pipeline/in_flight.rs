@@ -1,0 +1,164 @@
+//! Kafka target calls in flight. A request to a Kafka binding is handed to
+//! the producer without waiting for its delivery report, up to the
+//! binding's `in_flight` per source partition; the reports are settled in
+//! source order, so a request's outputs, and its source offset, still come
+//! after those of every request before it.
+//!
+//! A call that failed is settled as if it had been made alone: retried per
+//! the service's policy, then matched against the rules, triggering the
+//! store. Calls sent after it and still in flight are settled after it;
+//! in an outage they fail too, and are stored behind it. Only when a later
+//! call succeeds while an earlier one failed (some of the target cluster's
+//! partitions unreachable, the others not) does a request reach the target
+//! before one consumed ahead of it; `in_flight: 1` rules that out.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::worker::{Flow, Job, Worker};
+use super::PipelineError;
+use crate::bindings::failure::Failure;
+use crate::bindings::{retry_after, Delivery, Invocation, Response, Sent, Target};
+use crate::control::ControlPoint;
+use crate::telemetry;
+
+/// How long a send waits when the producer's queue is full and this
+/// partition has nothing of its own in flight to settle first.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+
+/// One request sent to a Kafka target, not yet settled.
+pub(super) struct Call {
+    job: Job,
+    /// Its control point and the state that was current when it was sent.
+    control: Option<(String, ControlPoint)>,
+    sent_at: Instant,
+    state: CallState,
+}
+
+enum CallState {
+    Sent(Delivery),
+    Done(Result<Response, Failure>),
+    Settled,
+}
+
+impl Call {
+    /// Waits for the call's outcome. Cancel-safe: dropped before the
+    /// outcome is in, it leaves the call as it was.
+    async fn ready(&mut self) {
+        if let CallState::Sent(delivery) = &mut self.state {
+            let outcome = delivery.outcome().await;
+            self.state = CallState::Done(outcome);
+        }
+    }
+
+    /// The outcome, once [`Call::ready`] has returned.
+    fn outcome(&mut self) -> Result<Response, Failure> {
+        match std::mem::replace(&mut self.state, CallState::Settled) {
+            CallState::Done(result) => result,
+            _ => unreachable!("settled before its outcome was in"),
+        }
+    }
+}
+
+/// Calls of one partition, oldest first.
+#[derive(Default)]
+pub(super) struct Calls(VecDeque<Call>);
+
+impl Calls {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Waits until the oldest call's outcome is in (forever when there is
+    /// none). Cancel-safe.
+    pub(super) async fn oldest_ready(&mut self) {
+        match self.0.front_mut() {
+            Some(call) => call.ready().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Worker {
+    /// Sends `job` to its Kafka target and keeps it in flight, settling the
+    /// oldest call first when the binding's `in_flight` is reached.
+    pub(super) async fn send(
+        &mut self,
+        job: Job,
+        control: Option<(String, ControlPoint)>,
+    ) -> Result<(), PipelineError> {
+        let ctx = self.ctx.clone();
+        let Target::Kafka(target) = &ctx.targets[job.service] else {
+            unreachable!("only Kafka targets take requests without waiting")
+        };
+        let sent_at = Instant::now();
+        let state = loop {
+            match target.send(&job.request) {
+                Ok(delivery) => break CallState::Sent(delivery),
+                Err(Sent::Failed(failure)) => break CallState::Done(Err(*failure)),
+                Err(Sent::QueueFull) if self.calls.is_empty() => {
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err(Sent::QueueFull) => {
+                    self.settle_oldest().await?;
+                }
+            }
+        };
+        self.calls.0.push_back(Call {
+            job,
+            control,
+            sent_at,
+            state,
+        });
+        while self.calls.0.len() >= target.in_flight() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Settles every call in flight, oldest first. Returns whether there
+    /// were any.
+    pub(super) async fn settle_calls(&mut self) -> Result<bool, PipelineError> {
+        let any = !self.calls.is_empty();
+        while !self.calls.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(any)
+    }
+
+    /// Waits for the oldest call's outcome and acts on it as on the outcome
+    /// of a call made alone.
+    pub(super) async fn settle_oldest(&mut self) -> Result<(), PipelineError> {
+        let Some(mut call) = self.calls.0.pop_front() else {
+            return Ok(());
+        };
+        call.ready().await;
+        let result = call.outcome();
+        let Call {
+            job,
+            control,
+            sent_at,
+            ..
+        } = call;
+        let ctx = self.ctx.clone();
+        let invocation = match result {
+            Ok(response) => Invocation {
+                result: Ok(response),
+                attempts: 1,
+            },
+            Err(failure) => {
+                let retry = ctx.topology.services[job.service].retry;
+                retry_after(&ctx.targets[job.service], retry, &job.request, failure).await
+            }
+        };
+        telemetry::TargetCall::since(&ctx.instance, &job.request, sent_at).end(&invocation, false);
+        let Some((cp, state)) = control else {
+            return self.plain_outcome(job, invocation).await;
+        };
+        match self.outcome(job, &cp, &state, invocation).await? {
+            Flow::Done => Ok(()),
+            // Forwarding again: invoked once more, alone.
+            Flow::Retry(job) => Box::pin(self.forward(*job, cp, false)).await,
+        }
+    }
+}
