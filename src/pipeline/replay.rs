@@ -24,6 +24,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -95,9 +97,24 @@ impl Progress {
         self.unwritten += 1;
     }
 
-    fn write_due(&self) -> bool {
-        self.unwritten >= PROGRESS_EVERY
-            || (self.unwritten > 0 && self.written_at.elapsed() >= PROGRESS_INTERVAL)
+    /// Whether a progress write is due: after [`PROGRESS_EVERY`] settled
+    /// requests, or after [`PROGRESS_INTERVAL`] if a write can go out
+    /// without waiting for an earlier one (so that a slow broker gets
+    /// fewer, fuller writes rather than holding the replay up).
+    /// A write that failed stops the partition, as any output does.
+    fn write_due(&mut self) -> Result<bool, PipelineError> {
+        while let Some(Some(result)) = self.writes.front_mut().map(|d| d.now_or_never()) {
+            self.writes.pop_front();
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(PipelineError::Kafka(e)),
+                Err(_) => return Err(PipelineError::Kafka(KafkaError::Canceled)),
+            }
+        }
+        Ok(self.unwritten >= PROGRESS_EVERY
+            || (self.unwritten > 0
+                && self.written_at.elapsed() >= PROGRESS_INTERVAL
+                && self.writes.len() < PROGRESS_WINDOW))
     }
 }
 
@@ -281,7 +298,7 @@ impl Worker {
                 if stopped.is_some() {
                     break;
                 }
-                if progress.write_due() {
+                if progress.write_due()? {
                     self.send_progress(&mut progress).await?;
                 }
             }
