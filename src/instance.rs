@@ -86,8 +86,13 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
     let producer: FutureProducer = kafka::producer_config(&base)
         .create()
         .context("creating the producer")?;
+    // Commands and control states: a producer of their own, so that a
+    // trigger or a decision never waits behind the pipeline's outputs.
+    let control_producer: FutureProducer = kafka::control_producer_config(&base)
+        .create()
+        .context("creating the control producer")?;
     let publisher = CommandPublisher::new(
-        producer.clone(),
+        control_producer.clone(),
         &topology.commands_topic(),
         topics.command_partitions,
         &instance,
@@ -95,7 +100,8 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     {
-        let config = kafka::reader_config(&base, &instance, "control-table");
+        let mut config = kafka::reader_config(&base, &instance, "control-table");
+        config.set("socket.nagle.disable", "true");
         let (table, stop) = (table.clone(), shutdown.listener());
         tasks.spawn(async move {
             (
@@ -178,10 +184,11 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
                     &format!("{}.control-writer", topology.application),
                     &instance,
                 );
-                c.set("fetch.wait.max.ms", "10");
+                c.set("fetch.wait.max.ms", "10")
+                    .set("socket.nagle.disable", "true");
                 c
             },
-            producer: producer.clone(),
+            producer: control_producer.clone(),
             commands_topic: topology.commands_topic(),
             control_topic: topology.control_topic(),
             table: table.clone(),
