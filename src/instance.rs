@@ -86,13 +86,8 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
     let producer: FutureProducer = kafka::producer_config(&base)
         .create()
         .context("creating the producer")?;
-    // Commands and control states: a producer of their own, so that a
-    // trigger or a decision never waits behind the pipeline's outputs.
-    let control_producer: FutureProducer = kafka::control_producer_config(&base)
-        .create()
-        .context("creating the control producer")?;
     let publisher = CommandPublisher::new(
-        control_producer.clone(),
+        producer.clone(),
         &topology.commands_topic(),
         topics.command_partitions,
         &instance,
@@ -100,8 +95,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     {
-        let mut config = kafka::reader_config(&base, &instance, "control-table");
-        config.set("socket.nagle.disable", "true");
+        let config = kafka::reader_config(&base, &instance, "control-table");
         let (table, stop) = (table.clone(), shutdown.listener());
         tasks.spawn(async move {
             (
@@ -184,11 +178,10 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
                     &format!("{}.control-writer", topology.application),
                     &instance,
                 );
-                c.set("fetch.wait.max.ms", "10")
-                    .set("socket.nagle.disable", "true");
+                c.set("fetch.wait.max.ms", "10");
                 c
             },
-            producer: control_producer.clone(),
+            producer: producer.clone(),
             commands_topic: topology.commands_topic(),
             control_topic: topology.control_topic(),
             table: table.clone(),

@@ -58,18 +58,6 @@ pub fn producer_config(base: &ClientConfig) -> ClientConfig {
     c
 }
 
-/// Producer settings for the control path (commands and control states):
-/// as [`producer_config`], but each record is sent at once and small
-/// requests are not held back by Nagle's algorithm. A separate producer
-/// keeps these records from queueing behind the pipeline's outputs, since
-/// one request is in flight per connection.
-pub fn control_producer_config(base: &ClientConfig) -> ClientConfig {
-    let mut c = base.clone();
-    c.or_set("linger.ms", "0")
-        .or_set("socket.nagle.disable", "true");
-    producer_config(&c)
-}
-
 /// Consumer settings for a group member that stores offsets itself after
 /// its outputs are acknowledged (at least once: nothing is skipped).
 pub fn group_consumer_config(base: &ClientConfig, group: &str, instance: &str) -> ClientConfig {
