@@ -88,6 +88,9 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
 
     loop {
         tokio::select! {
+            // An assignment is handled before any command of the partitions
+            // it gives.
+            biased;
             _ = shutdown.wait() => break,
             Some(change) = assignments.recv() => match change {
                 Assignment::Assigned(ps) => {
@@ -96,6 +99,15 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
                         to_restore.insert(p);
                     }
                     tracing::info!(partitions = ?owned, "control writer owns command partitions");
+                    // Read the control topic to its end now rather than when
+                    // the first command arrives: that command is most often
+                    // a trigger, and its pipeline is waiting for the decision.
+                    if !to_restore.is_empty() {
+                        restore(&consumer, &s).await?;
+                        for p in to_restore.drain() {
+                            current.retain(|cp, _| command_partition(cp, s.command_partitions) != p);
+                        }
+                    }
                 }
                 Assignment::Revoked(ps) => {
                     for (_, p) in ps {
