@@ -171,16 +171,11 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
     {
         let replay_done = replay_done_check(&topology, &topics, table.clone());
         let settings = control::WriterSettings {
-            consumer: {
-                // Commands decide outages: fetch them with the least delay.
-                let mut c = kafka::group_consumer_config(
-                    &base,
-                    &format!("{}.control-writer", topology.application),
-                    &instance,
-                );
-                c.set("fetch.wait.max.ms", "10");
-                c
-            },
+            consumer: kafka::control_writer_config(
+                &base,
+                &format!("{}.control-writer", topology.application),
+                &instance,
+            ),
             producer: producer.clone(),
             commands_topic: topology.commands_topic(),
             control_topic: topology.control_topic(),

@@ -77,6 +77,25 @@ pub fn group_consumer_config(base: &ClientConfig, group: &str, instance: &str) -
     c
 }
 
+/// `fetch.wait.max.ms` of the control writer's consumer. The commands
+/// topic has as many partitions as the request topics and is nearly always
+/// idle, so this consumer sits in long polls all the time. A broker that
+/// answers a long poll by reading every partition in rounds until the wait
+/// ends (the test broker does, over SQLite) pays for each partition about
+/// log2(wait in ms) times per wait: at 10 ms, an idle instance kept such a
+/// broker at about 85 % of a core, taken from the data path. On Kafka a long
+/// poll ends as soon as a record arrives, so a longer wait adds no latency
+/// there; on a polling broker it adds at most half the wait.
+pub const COMMANDS_FETCH_WAIT_MS: &str = "50";
+
+/// Consumer settings for the control writer: a group member on the
+/// commands topic.
+pub fn control_writer_config(base: &ClientConfig, group: &str, instance: &str) -> ClientConfig {
+    let mut c = group_consumer_config(base, group, instance);
+    c.set("fetch.wait.max.ms", COMMANDS_FETCH_WAIT_MS);
+    c
+}
+
 /// Consumer settings for reading partitions by `assign()`: no group
 /// membership, nothing committed. librdkafka still wants a `group.id`.
 pub fn reader_config(base: &ClientConfig, instance: &str, purpose: &str) -> ClientConfig {
