@@ -204,7 +204,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             producer: producer.clone(),
             instance: instance.clone(),
             stored_partitions: topics.stored_partitions.clone(),
-            reader_config: kafka::reader_config(&base, &instance, "replay"),
+            reader_config: kafka::replay_reader_config(&base, &instance),
             exactly_once: topology.kafka.exactly_once.then(|| {
                 let mut c = kafka::producer_config(&base);
                 c.set("enable.idempotence", "true")

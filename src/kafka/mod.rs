@@ -96,6 +96,17 @@ pub fn control_writer_config(base: &ClientConfig, group: &str, instance: &str) -
     c
 }
 
+/// Consumer settings for a replay's reader of a stored topic partition. It
+/// reads a backlog that is all there when it starts, so it gains nothing
+/// from short polls once it has fetched to the end; a broker that answers
+/// a waiting fetch by reading the partition again and again (as the test
+/// broker does) is spared most of that work by a long wait.
+pub fn replay_reader_config(base: &ClientConfig, instance: &str) -> ClientConfig {
+    let mut c = base.clone();
+    c.or_set("fetch.wait.max.ms", "500");
+    reader_config(&c, instance, "replay")
+}
+
 /// Consumer settings for reading partitions by `assign()`: no group
 /// membership, nothing committed. librdkafka still wants a `group.id`.
 pub fn reader_config(base: &ClientConfig, instance: &str, purpose: &str) -> ClientConfig {
