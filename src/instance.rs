@@ -95,7 +95,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     {
-        let config = kafka::reader_config(&base, &instance, "control-table");
+        let config = kafka::control_table_config(&base, &instance);
         let (table, stop) = (table.clone(), shutdown.listener());
         tasks.spawn(async move {
             (

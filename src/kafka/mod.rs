@@ -96,6 +96,20 @@ pub fn control_writer_config(base: &ClientConfig, group: &str, instance: &str) -
     c
 }
 
+/// Consumer settings for the control table's reader (the control topic
+/// and replay progress, one partition each). Every instance acts on a new
+/// control state when this reader fetches it; on Kafka a long poll returns
+/// as soon as a record arrives, and on a broker that polls in rounds (the
+/// test broker) a record waits at most about half the wait.
+pub fn control_table_config(base: &ClientConfig, instance: &str) -> ClientConfig {
+    let mut c = base.clone();
+    c.or_set("fetch.wait.max.ms", CONTROL_TABLE_FETCH_WAIT_MS);
+    reader_config(&c, instance, "control-table")
+}
+
+/// `fetch.wait.max.ms` of the control table's reader.
+pub const CONTROL_TABLE_FETCH_WAIT_MS: &str = "100";
+
 /// Consumer settings for a replay's reader of a stored topic partition. It
 /// reads a backlog that is all there when it starts, so it gains nothing
 /// from short polls once it has fetched to the end; a broker that answers
