@@ -241,9 +241,7 @@ impl Worker {
                 let request = replayed_request(&record, redelivery);
                 let target = ctx
                     .topology
-                    .services
-                    .iter()
-                    .position(|s| s.name == record.service)
+                    .service_index(&record.service)
                     .map(|i| &ctx.targets[i]);
                 if let Some(Target::Kafka(k)) = target.filter(|_| in_flight > 1) {
                     let delivery = loop {
@@ -362,9 +360,7 @@ impl Worker {
         } = call;
         let service = ctx
             .topology
-            .services
-            .iter()
-            .position(|s| s.name == record.service)
+            .service_index(&record.service)
             .expect("sent to its service's target");
         let result = match delivery {
             Ok(mut d) => d.outcome().await,
@@ -433,12 +429,7 @@ impl Worker {
         offset: i64,
     ) -> Result<Step, PipelineError> {
         let ctx = self.ctx.clone();
-        let Some(service) = ctx
-            .topology
-            .services
-            .iter()
-            .position(|s| s.name == record.service)
-        else {
+        let Some(service) = ctx.topology.service_index(&record.service) else {
             tracing::error!(service = %record.service, request_id = %record.request_id, "stored request for a service the topology no longer has; sent to the failed events");
             return self
                 .fail_replayed(
@@ -474,15 +465,9 @@ impl Worker {
         let ctx = self.ctx.clone();
         let service_index = ctx
             .topology
-            .services
-            .iter()
-            .position(|s| s.name == record.service)
+            .service_index(&record.service)
             .expect("checked by the caller");
         let service = &ctx.topology.services[service_index];
-        let sf = service
-            .store_and_forward
-            .as_ref()
-            .expect("a service with a control point");
         let (mut state, mut invocation) = (state, invocation);
         loop {
             let failure = match invocation.result {
@@ -490,12 +475,7 @@ impl Worker {
                 Err(f) => f,
             };
             let chain = chain_for(&failure);
-            let Some(report) = sf.rules.first_match(
-                &ctx.topology.types,
-                &request.interface,
-                &request.operation,
-                &chain,
-            ) else {
+            let Some(report) = ctx.rule_match(service_index, &request, &chain) else {
                 return self
                     .fail_replayed(
                         cp,

@@ -354,18 +354,8 @@ impl Worker {
             self.window.push(job.offset, reply).await?;
             return Ok(Flow::Done);
         }
-        let service = &ctx.topology.services[job.service];
-        let sf = service
-            .store_and_forward
-            .as_ref()
-            .expect("a service with a control point");
         let request = &job.request;
-        let Some(report) = sf.rules.first_match(
-            &ctx.topology.types,
-            &request.interface,
-            &request.operation,
-            &chain,
-        ) else {
+        let Some(report) = ctx.rule_match(job.service, request, &chain) else {
             let event = self.failed_event(
                 request,
                 Some(cp),
@@ -661,6 +651,28 @@ impl Worker {
                 ("sfwd-status".to_string(), Some(status.as_bytes().to_vec())),
             ],
         })
+    }
+}
+
+impl Context {
+    /// The first rule of service `service`'s control point that matches a
+    /// failure of `request` with `chain`.
+    pub(super) fn rule_match(
+        &self,
+        service: usize,
+        request: &Request,
+        chain: &ExceptionChain,
+    ) -> Option<MatchReport> {
+        let sf = self.topology.services[service]
+            .store_and_forward
+            .as_ref()
+            .expect("a service with a control point");
+        sf.rules.first_match(
+            &self.topology.types,
+            &request.interface,
+            &request.operation,
+            chain,
+        )
     }
 }
 

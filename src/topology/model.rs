@@ -203,6 +203,11 @@ impl Topology {
         format!("{}.replay", self.application)
     }
 
+    /// The index in `services` of the service called `name`.
+    pub fn service_index(&self, name: &str) -> Option<usize> {
+        self.services.iter().position(|s| s.name == name)
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
