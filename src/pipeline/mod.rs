@@ -15,6 +15,8 @@ mod replay;
 pub mod route;
 mod worker;
 
+pub use replay::redelivery_bound;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
