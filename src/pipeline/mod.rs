@@ -8,6 +8,12 @@
 //! offsets. When partitions are revoked, their workers finish the record in
 //! hand and stop before the revocation completes, so the next owner starts
 //! after what was finished.
+//!
+//! Inside a worker: `worker` routes and checks each record and decides
+//! (store, invoke, fail, trigger); `in_flight` keeps Kafka target calls
+//! out without waiting and settles them in order; `outputs` is the window
+//! of writes whose acknowledgements move the source offset; `replay`
+//! drains the stored backlog before the next live record.
 
 mod in_flight;
 mod outputs;
