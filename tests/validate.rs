@@ -249,6 +249,19 @@ fn kafka_binding_cannot_be_made_synchronous() {
 }
 
 #[test]
+fn kafka_binding_in_flight_out_of_range_is_an_error_at_its_place() {
+    check(
+        "kafka_in_flight_zero.yaml",
+        1,
+        &[Expect(
+            "error",
+            "5:51",
+            "`in_flight` is 0; it must be 1 to 10000",
+        )],
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_and_duplicate_keys_have_places() {
     check(
         "yaml_syntax.yaml",

@@ -7,7 +7,7 @@
 //! producer's partitioner from the key.
 //!
 //! A binding keeps up to `in_flight` produces per source partition on
-//! their way (default 256): [`KafkaTarget::send`] hands a request to the
+//! their way (default 1024): [`KafkaTarget::send`] hands a request to the
 //! producer and returns its [`Delivery`], and the pipeline settles
 //! deliveries in source order. The producer keeps order per partition
 //! across retries (`kafka::producer_config`), so sends to one target

@@ -114,7 +114,7 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of produces a Kafka binding keeps in flight per source
 /// partition.
-pub const DEFAULT_KAFKA_IN_FLIGHT: u32 = 256;
+pub const DEFAULT_KAFKA_IN_FLIGHT: u32 = 1024;
 /// The most a Kafka binding's `in_flight` may be.
 pub const MAX_KAFKA_IN_FLIGHT: u64 = 10_000;
 
@@ -379,7 +379,7 @@ impl Reader<'_> {
                             n.value
                         ),
                     )
-                    .hint("1 waits for each produce before the next; the default is 256");
+                    .hint("1 waits for each produce before the next; the default is 1024");
                 DEFAULT_KAFKA_IN_FLIGHT
             }
             Some(n) => n.value as u32,
