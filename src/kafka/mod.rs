@@ -117,7 +117,11 @@ pub const CONTROL_TABLE_FETCH_WAIT_MS: &str = "100";
 /// broker does) is spared most of that work by a long wait.
 pub fn replay_reader_config(base: &ClientConfig, instance: &str) -> ClientConfig {
     let mut c = base.clone();
-    c.or_set("fetch.wait.max.ms", "500");
+    c.or_set("fetch.wait.max.ms", "500")
+        // One reader per source partition replays at once: 1 MiB of
+        // prefetch each (several thousand stored requests) keeps an
+        // instance's memory bounded.
+        .or_set("queued.max.messages.kbytes", "1024");
     reader_config(&c, instance, "replay")
 }
 
