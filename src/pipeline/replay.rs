@@ -71,6 +71,8 @@ enum Step {
 /// A stored request sent to a Kafka target, not yet settled.
 struct Sent {
     offset: i64,
+    /// Index of its service in the topology.
+    service: usize,
     record: StoredRequest,
     request: Request,
     state: ControlPoint,
@@ -239,11 +241,12 @@ impl Worker {
                 let redelivery = possible_redeliveries > 0;
                 possible_redeliveries = possible_redeliveries.saturating_sub(1);
                 let request = replayed_request(&record, redelivery);
-                let target = ctx
-                    .topology
-                    .service_index(&record.service)
-                    .map(|i| &ctx.targets[i]);
-                if let Some(Target::Kafka(k)) = target.filter(|_| in_flight > 1) {
+                let service = ctx.topology.service_index(&record.service);
+                let kafka = match service.map(|i| (i, &ctx.targets[i])) {
+                    Some((i, Target::Kafka(k))) if in_flight > 1 => Some((i, k)),
+                    _ => None,
+                };
+                if let Some((service, k)) = kafka {
                     let delivery = loop {
                         match k.send(&request) {
                             Ok(d) => break Ok(d),
@@ -263,6 +266,7 @@ impl Worker {
                     };
                     sent.push_back(Sent {
                         offset,
+                        service,
                         record,
                         request,
                         state,
@@ -280,7 +284,10 @@ impl Worker {
                     }
                 } else {
                     let source_offset = record.source.offset;
-                    match self.replay_one(cp, record, request, state, offset).await? {
+                    match self
+                        .replay_one(cp, service, record, request, state, offset)
+                        .await?
+                    {
                         Step::Next => {
                             progress.settled(offset, source_offset);
                             delivered += 1;
@@ -352,16 +359,13 @@ impl Worker {
         let ctx = self.ctx.clone();
         let Sent {
             offset,
+            service,
             record,
             request,
             state,
             sent_at,
             delivery,
         } = call;
-        let service = ctx
-            .topology
-            .service_index(&record.service)
-            .expect("sent to its service's target");
         let result = match delivery {
             Ok(mut d) => d.outcome().await,
             Err(f) => Err(f),
@@ -382,7 +386,7 @@ impl Worker {
             Ok(_) => Step::Next,
             Err(_) => {
                 // Settled as a request invoked alone would be.
-                self.replay_outcome(cp, record, request, state, offset, invocation)
+                self.replay_outcome(cp, service, record, request, state, offset, invocation)
                     .await?
             }
         };
@@ -420,16 +424,19 @@ impl Worker {
     /// Delivers one stored request, alone; a matching failure triggers the
     /// store again (the request then goes to the failed events if it is the
     /// designated trigger, or stays stored).
+    /// `service` is the index of the record's service, `None` when the
+    /// topology no longer has it.
     async fn replay_one(
         &mut self,
         cp: &str,
+        service: Option<usize>,
         record: StoredRequest,
         request: Request,
         state: ControlPoint,
         offset: i64,
     ) -> Result<Step, PipelineError> {
         let ctx = self.ctx.clone();
-        let Some(service) = ctx.topology.service_index(&record.service) else {
+        let Some(service) = service else {
             tracing::error!(service = %record.service, request_id = %record.request_id, "stored request for a service the topology no longer has; sent to the failed events");
             return self
                 .fail_replayed(
@@ -447,15 +454,17 @@ impl Worker {
         let retry = ctx.topology.services[service].retry;
         let invocation = invoke(&ctx.targets[service], retry, &request).await;
         call.end_replay(&invocation, cp);
-        self.replay_outcome(cp, record, request, state, offset, invocation)
+        self.replay_outcome(cp, service, record, request, state, offset, invocation)
             .await
     }
 
-    /// What follows the invocation of a stored request made while its
-    /// control point was in `state`.
+    /// What follows the invocation of a stored request to service
+    /// `service_index`, made while its control point was in `state`.
+    #[allow(clippy::too_many_arguments)]
     async fn replay_outcome(
         &mut self,
         cp: &str,
+        service_index: usize,
         record: StoredRequest,
         request: Request,
         state: ControlPoint,
@@ -463,10 +472,6 @@ impl Worker {
         invocation: Invocation,
     ) -> Result<Step, PipelineError> {
         let ctx = self.ctx.clone();
-        let service_index = ctx
-            .topology
-            .service_index(&record.service)
-            .expect("checked by the caller");
         let service = &ctx.topology.services[service_index];
         let (mut state, mut invocation) = (state, invocation);
         loop {
