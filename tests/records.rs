@@ -238,6 +238,7 @@ fn command() -> ControlCommand {
         issued_by: "operator:ana".into(),
         issued_at: 1_700_000_000_000,
         trigger: None,
+        replay_rate: None,
     }
 }
 
@@ -253,6 +254,7 @@ fn state() -> ControlStateRecord {
         trigger: Some(trigger()),
         command_id: Some("c-1".into()),
         writer_generation: 1,
+        replay_rate: None,
     }
 }
 

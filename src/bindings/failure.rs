@@ -127,6 +127,8 @@ pub enum Failure {
         body: Vec<u8>,
         /// The `Content-Type` header of the answer, if any.
         content_type: Option<String>,
+        /// The answer's `Retry-After`, as a wait from when it arrived.
+        retry_after: Option<Duration>,
     },
     /// The TCP connection was refused or reset before a request was sent.
     ConnectRefused {
@@ -196,6 +198,7 @@ pub fn chain_for(failure: &Failure) -> ExceptionChain {
             reason,
             body,
             content_type,
+            ..
         } => http_status_chain(method, url, *status, reason, body, content_type.as_deref()),
         Failure::ConnectRefused { url, detail } => pair(
             SERVICE_UNAVAILABLE,
@@ -495,6 +498,7 @@ mod tests {
             reason: reason.into(),
             body: body.to_vec(),
             content_type: content_type.map(str::to_string),
+            retry_after: None,
         }
     }
 

@@ -35,7 +35,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, Method, Url};
 use tokio::time::Instant;
 
@@ -177,6 +177,11 @@ impl HttpTarget {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let retry_after = answer
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         if status.is_success() {
             let body = match tokio::time::timeout_at(deadline, answer.bytes()).await {
                 Err(_) => return Err(self.timeout_failure()),
@@ -199,6 +204,7 @@ impl HttpTarget {
                 reason: status.canonical_reason().unwrap_or("").to_string(),
                 body,
                 content_type,
+                retry_after,
             })
         }
     }
@@ -418,6 +424,18 @@ fn describe(chain: &[&(dyn StdError + 'static)]) -> String {
 /// The whole chain of an error as text.
 fn error_text(error: &(dyn StdError + 'static)) -> String {
     describe(&chain_of(error))
+}
+
+/// The wait a `Retry-After` value asks for at `now`: delta-seconds, or an
+/// HTTP date (a date in the past asks for no wait). `None` when it is
+/// neither.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -672,5 +690,20 @@ mod tests {
             HttpTarget::new(&bad_method),
             Err(HttpBindingError::Method(_))
         ));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
     }
 }

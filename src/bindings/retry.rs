@@ -138,6 +138,7 @@ mod tests {
             reason: String::new(),
             body: Vec::new(),
             content_type: None,
+            retry_after: None,
         }
     }
 

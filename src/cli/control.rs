@@ -24,6 +24,7 @@
 //! layout), an upper bound otherwise, and 0 once every replay has reached
 //! the end.
 
+mod pace;
 mod status;
 
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::FutureProducer;
 use serde_json::json;
 use sfwd::control::{
-    self, CommandKind, CommandPublisher, ControlPoint, ControlTable, Mode, NoOp, Outcome,
+    self, CommandKind, CommandPublisher, ControlPoint, ControlTable, Mode, NoOp, Outcome, Pace,
 };
 use sfwd::failed::time::{format_age, format_utc};
 use sfwd::kafka::{self, TopicSpec};
@@ -42,6 +43,7 @@ use sfwd::store::MemoryStore;
 use sfwd::topology::{parse_duration, Topology};
 
 use super::operator::{count, run_async, unknown, Failure, Operator, Output, Target};
+use pace::pace_replay;
 use status::{backlog, gather, layouts, render_status, state_text, Sources};
 
 /// Options of `sfwd control`.
@@ -61,7 +63,58 @@ enum Command {
     Store(SwitchArgs),
     /// Switch a control point to FORWARD: its stored requests are replayed
     /// in order, then its service is invoked again.
-    Forward(SwitchArgs),
+    Forward(ForwardArgs),
+    /// Change the pace of a control point's replay, on every instance: the
+    /// one running now, or (while storing) the next one.
+    Pace(PaceArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ForwardArgs {
+    #[command(flatten)]
+    switch: SwitchArgs,
+    /// Replay at most this many requests per second across the cluster
+    /// (e.g. `500/s`, `600/min`, or `unlimited`) instead of the topology's
+    /// `replay.rate`, until this replay has caught up.
+    #[arg(long, value_parser = pace)]
+    rate: Option<Pace>,
+}
+
+#[derive(Debug, clap::Args)]
+struct PaceArgs {
+    /// The control point (as named in the topology).
+    control_point: String,
+    /// Requests per second across the cluster (`50/s`, `600/min`),
+    /// `unlimited`, or `default` for the topology's `replay.rate`.
+    #[arg(value_parser = pace_or_default)]
+    rate: PaceChoice,
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    operator: Operator,
+    /// How long to wait for the control writer to apply the command
+    /// (`0s`: publish and return).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    wait: Duration,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// A pace, or the topology's.
+#[derive(Debug, Clone, Copy)]
+struct PaceChoice(Option<Pace>);
+
+fn pace(s: &str) -> Result<Pace, String> {
+    s.parse()
+        .map_err(|e: sfwd::control::pace::RateError| e.to_string())
+}
+
+fn pace_or_default(s: &str) -> Result<PaceChoice, String> {
+    match s.trim() {
+        "default" => Ok(PaceChoice(None)),
+        other => pace(other).map(|p| PaceChoice(Some(p))),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,8 +153,9 @@ pub fn run(args: Args) -> std::process::ExitCode {
     run_async(async move {
         match args.command {
             Command::Status(a) => status(a).await,
-            Command::Store(a) => switch(a, Mode::Store).await,
-            Command::Forward(a) => switch(a, Mode::Forward).await,
+            Command::Store(a) => switch(a, Mode::Store, None).await,
+            Command::Forward(a) => forward(a).await,
+            Command::Pace(a) => pace_replay(a).await,
         }
     })
 }
@@ -260,20 +314,27 @@ impl SwitchResult {
     }
 }
 
-async fn switch(args: SwitchArgs, wanted: Mode) -> Result<u8, Failure> {
-    let topology = args.target.load()?;
-    let cp = args.control_point.as_str();
+/// The service of control point `cp`, or the error that lists the known ones.
+fn service_of(topology: &Topology, cp: &str) -> Result<String, Failure> {
     let names: Vec<&str> = topology
         .control_points()
         .map(|(_, sf)| sf.control_point.as_str())
         .collect();
-    let Some(service) = topology
+    topology
         .control_points()
         .find(|(_, sf)| sf.control_point == cp)
         .map(|(s, _)| s.name.clone())
-    else {
-        return Err(unknown("control point", cp, &names));
-    };
+        .ok_or_else(|| unknown("control point", cp, &names))
+}
+
+async fn forward(args: ForwardArgs) -> Result<u8, Failure> {
+    switch(args.switch, Mode::Forward, args.rate).await
+}
+
+async fn switch(args: SwitchArgs, wanted: Mode, rate: Option<Pace>) -> Result<u8, Failure> {
+    let topology = args.target.load()?;
+    let cp = args.control_point.as_str();
+    let service = service_of(&topology, cp)?;
     let kind = match wanted {
         Mode::Store => CommandKind::Store,
         Mode::Forward => CommandKind::Forward,
@@ -295,6 +356,13 @@ async fn switch(args: SwitchArgs, wanted: Mode) -> Result<u8, Failure> {
         by: issuer.clone(),
         at_ms: sfwd::clock::now_ms(),
     };
+    if let (Some(rate), Outcome::NoOp(NoOp::AlreadyForwarding { .. })) =
+        (rate, before.clone().apply(&as_if))
+    {
+        return Err(Failure::failed(format!(
+            "`{cp}` is already forwarding: to change the pace of its replay, run `sfwd control pace {cp} {rate}`"
+        )));
+    }
     if let Outcome::NoOp(why) = before.clone().apply(&as_if) {
         let now = sfwd::clock::now_ms();
         let message = match why {
@@ -309,7 +377,9 @@ async fn switch(args: SwitchArgs, wanted: Mode) -> Result<u8, Failure> {
                 "`{cp}` is already forwarding (epoch {epoch}{}): nothing published",
                 if replaying { ", replaying its stored requests" } else { "" }
             ),
-            NoOp::Duplicate { .. } => format!("`{cp}`: {why}; nothing published"),
+            NoOp::Duplicate { .. } | NoOp::AlreadyPaced { .. } => {
+                format!("`{cp}`: {why}; nothing published")
+            }
         };
         let report = SwitchReport {
             wanted,
@@ -332,6 +402,15 @@ async fn switch(args: SwitchArgs, wanted: Mode) -> Result<u8, Failure> {
     let publisher = CommandPublisher::new(producer, &commands, partitions, &issuer);
     let command = publisher.command(kind, before.epoch);
     let mut changes = control.table.subscribe();
+    if let Some(rate) = rate {
+        // Applied before the forward, in the same partition: the replay
+        // starts at this pace.
+        let paced = publisher.command(CommandKind::Pace(Some(rate)), before.epoch);
+        publisher
+            .publish(cp, &paced)
+            .await
+            .map_err(|e| kafka_failure(&topology, &format!("publishing to {commands}"), e))?;
+    }
     publisher
         .publish(cp, &command)
         .await

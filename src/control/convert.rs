@@ -2,6 +2,7 @@
 //! topics.
 
 use super::machine::{Cause, Command, CommandKind, ControlPoint, Mode, Trigger};
+use super::pace::Pace;
 use crate::records::{self, ControlCommand, ControlStateRecord, TriggerInfo};
 
 pub fn trigger_to_record(t: &Trigger) -> TriggerInfo {
@@ -51,6 +52,7 @@ pub fn state_to_record(cp: &ControlPoint, generation: i64) -> ControlStateRecord
         trigger: cp.trigger.as_ref().map(trigger_to_record),
         command_id: cp.command_id.clone(),
         writer_generation: generation,
+        replay_rate: cp.pace.map(Pace::to_wire),
     }
 }
 
@@ -74,17 +76,23 @@ pub fn state_from_record(r: ControlStateRecord) -> (ControlPoint, i64) {
         by: r.changed_by,
         trigger: r.trigger.map(trigger_from_record),
         command_id: r.command_id,
+        pace: r.replay_rate.map(Pace::from_wire),
     };
     (cp, r.writer_generation)
 }
 
 pub fn command_to_record(control_point: &str, c: &Command) -> ControlCommand {
-    let (kind, trigger) = match &c.kind {
-        CommandKind::Trigger(t) => (records::CommandKind::Trigger, Some(trigger_to_record(t))),
-        CommandKind::Store => (records::CommandKind::Store, None),
-        CommandKind::Forward => (records::CommandKind::Forward, None),
-        CommandKind::AutoResume => (records::CommandKind::AutoResume, None),
-        CommandKind::ReplayCaughtUp => (records::CommandKind::ReplayCaughtUp, None),
+    let (kind, trigger, replay_rate) = match &c.kind {
+        CommandKind::Trigger(t) => (
+            records::CommandKind::Trigger,
+            Some(trigger_to_record(t)),
+            None,
+        ),
+        CommandKind::Store => (records::CommandKind::Store, None, None),
+        CommandKind::Forward => (records::CommandKind::Forward, None, None),
+        CommandKind::AutoResume => (records::CommandKind::AutoResume, None, None),
+        CommandKind::ReplayCaughtUp => (records::CommandKind::ReplayCaughtUp, None, None),
+        CommandKind::Pace(p) => (records::CommandKind::Pace, None, p.map(Pace::to_wire)),
     };
     ControlCommand {
         command_id: c.id.clone(),
@@ -94,6 +102,7 @@ pub fn command_to_record(control_point: &str, c: &Command) -> ControlCommand {
         issued_by: c.by.clone(),
         issued_at: c.at_ms,
         trigger,
+        replay_rate,
     }
 }
 
@@ -106,6 +115,7 @@ pub fn command_from_record(r: ControlCommand) -> Option<(String, Command)> {
         records::CommandKind::Forward => CommandKind::Forward,
         records::CommandKind::AutoResume => CommandKind::AutoResume,
         records::CommandKind::ReplayCaughtUp => CommandKind::ReplayCaughtUp,
+        records::CommandKind::Pace => CommandKind::Pace(r.replay_rate.map(Pace::from_wire)),
     };
     Some((
         r.control_point,

@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+use super::pace::Pace;
 use crate::rules::ExceptionChain;
 
 /// The two states of a control point.
@@ -101,6 +102,10 @@ pub enum CommandKind {
     AutoResume,
     /// The replay started at `observed_epoch` reached the end of the backlog.
     ReplayCaughtUp,
+    /// Operator: replay at this pace (`None`: the topology's) from now on,
+    /// until the replay catches up. Accepted while storing (it then paces
+    /// the next replay) or replaying; it changes no epoch.
+    Pace(Option<Pace>),
 }
 
 impl CommandKind {
@@ -111,6 +116,7 @@ impl CommandKind {
             CommandKind::Forward => "forward",
             CommandKind::AutoResume => "auto-resume",
             CommandKind::ReplayCaughtUp => "replay-caught-up",
+            CommandKind::Pace(_) => "pace",
         }
     }
 }
@@ -147,6 +153,9 @@ pub struct ControlPoint {
     pub trigger: Option<Trigger>,
     /// The command that produced this state.
     pub command_id: Option<String>,
+    /// An operator's override of the replay's pace; `None`: the topology's.
+    /// Cleared when a replay catches up.
+    pub pace: Option<Pace>,
 }
 
 /// What applying a command did.
@@ -179,6 +188,10 @@ pub enum NoOp {
     Duplicate {
         command_id: String,
     },
+    /// The replay already has this pace.
+    AlreadyPaced {
+        pace: Option<Pace>,
+    },
 }
 
 impl fmt::Display for NoOp {
@@ -195,6 +208,13 @@ impl fmt::Display for NoOp {
             NoOp::Duplicate { command_id } => {
                 write!(f, "command {command_id} was already applied")
             }
+            NoOp::AlreadyPaced { pace } => match pace {
+                Some(p) => write!(f, "the replay pace is already {p}; nothing changed"),
+                None => write!(
+                    f,
+                    "the replay pace is already the topology's; nothing changed"
+                ),
+            },
         }
     }
 }
@@ -275,6 +295,7 @@ impl ControlPoint {
             by: String::new(),
             trigger: None,
             command_id: None,
+            pace: None,
         }
     }
 
@@ -283,8 +304,9 @@ impl ControlPoint {
         self.mode == Mode::Store
     }
 
-    /// Applies one command. On `Applied` the state has changed and its epoch
-    /// is one higher; otherwise the state is untouched.
+    /// Applies one command. On `Applied` the state has changed and, for
+    /// every command but `Pace`, its epoch is one higher; otherwise the
+    /// state is untouched.
     pub fn apply(&mut self, command: &Command) -> Outcome {
         if self.command_id.as_deref() == Some(command.id.as_str()) {
             return Outcome::NoOp(NoOp::Duplicate {
@@ -350,6 +372,20 @@ impl ControlPoint {
                     return Outcome::Refused(self.wrong_state(name));
                 }
                 self.change(command, Mode::Forward, false, Cause::ReplayCaughtUp);
+                self.pace = None;
+                Outcome::Applied {
+                    designated_trigger: None,
+                }
+            }
+            CommandKind::Pace(pace) => {
+                if self.mode == Mode::Forward && !self.replaying {
+                    return Outcome::Refused(self.wrong_state(name));
+                }
+                if self.pace == *pace {
+                    return Outcome::NoOp(NoOp::AlreadyPaced { pace: *pace });
+                }
+                self.pace = *pace;
+                self.command_id = Some(command.id.clone());
                 Outcome::Applied {
                     designated_trigger: None,
                 }

@@ -14,6 +14,7 @@
 mod compaction_tests;
 mod convert;
 mod machine;
+pub mod pace;
 mod probe;
 mod publisher;
 mod table;
@@ -25,6 +26,7 @@ pub use convert::{
 pub use machine::{
     Cause, Command, CommandKind, ControlPoint, Mode, NoOp, Outcome, Refusal, Trigger,
 };
+pub use pace::{Pace, Rate};
 pub use probe::{AutoResume, Probe};
 pub use publisher::{command_partition, CommandPublisher};
 pub use table::{replay_key, run_reader, ControlTable, ReplayProgress, TableError};

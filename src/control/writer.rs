@@ -161,17 +161,23 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
                     }
                 }
                 // A replay that has finished everywhere ends with a command,
-                // so that it is ordered with the others.
-                for (cp, (state, _)) in &current {
-                    if state.mode == Mode::Forward
-                        && state.replaying
-                        && caught_up_sent.get(cp) != Some(&state.epoch)
-                        && (s.replay_done)(state)
-                    {
+                // so that it is ordered with the others. Every control point
+                // of an owned partition is looked at, whether or not a
+                // command for it arrived since the partition was assigned:
+                // completion depends on the replay progress alone.
+                for table_state in s.table.all() {
+                    let cp = table_state.name.clone();
+                    let partition = command_partition(&cp, s.command_partitions);
+                    if !owned.contains(&partition) || to_restore.contains(&partition) {
+                        continue;
+                    }
+                    let state = current.get(&cp).map(|(state, _)| state).unwrap_or(&table_state);
+                    if replay_finished(state, caught_up_sent.get(&cp).copied(), &s.replay_done) {
                         let command = s.publisher.command(CommandKind::ReplayCaughtUp, state.epoch);
-                        match s.publisher.publish(cp, &command).await {
+                        match s.publisher.publish(&cp, &command).await {
                             Ok(()) => {
-                                caught_up_sent.insert(cp.clone(), state.epoch);
+                                tracing::info!(control_point = %cp, epoch = state.epoch, "replay finished on every partition: published replay-caught-up");
+                                caught_up_sent.insert(cp, state.epoch);
                             }
                             Err(e) => tracing::warn!(control_point = %cp, error = %e, "cannot publish replay-caught-up"),
                         }
@@ -292,6 +298,17 @@ async fn write_state(
             topic: s.control_topic.clone(),
             source,
         })
+}
+
+/// Should the owner of a control point's command partition publish
+/// `replay-caught-up` for it? Yes when it is FORWARD and replaying, the
+/// replay of its current epoch has finished on every source partition, and
+/// no such command was published for that epoch yet.
+fn replay_finished(state: &ControlPoint, published_for: Option<u64>, done: &ReplayDone) -> bool {
+    state.mode == Mode::Forward
+        && state.replaying
+        && published_for != Some(state.epoch)
+        && done(state)
 }
 
 /// Should the owner write a control point's state again? Yes when the last

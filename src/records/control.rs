@@ -12,7 +12,9 @@ static COMMAND_SCHEMAS: LazyLock<RecordSchemas> = LazyLock::new(|| {
     RecordSchemas::load(
         "ControlCommand",
         include_str!("../../schemas/control_command.avsc"),
-        &[],
+        &[include_str!(
+            "../../schemas/previous/control_command.1.avsc"
+        )],
     )
 });
 
@@ -20,13 +22,13 @@ static STATE_SCHEMAS: LazyLock<RecordSchemas> = LazyLock::new(|| {
     RecordSchemas::load(
         "ControlState",
         include_str!("../../schemas/control_state.avsc"),
-        &[],
+        &[include_str!("../../schemas/previous/control_state.1.avsc")],
     )
 });
 
 /// A request to change the state of a control point, applied in order by
 /// the owner of its key against the current epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlCommand {
     /// Unique per command.
     pub command_id: String,
@@ -42,6 +44,10 @@ pub struct ControlCommand {
     pub issued_at: i64,
     /// For [`CommandKind::Trigger`]: the failed request and the rule it matched.
     pub trigger: Option<TriggerInfo>,
+    /// For [`CommandKind::Pace`]: requests per second, 0 for no cap, `None`
+    /// for the topology's.
+    #[serde(default)]
+    pub replay_rate: Option<f64>,
 }
 
 impl AvroRecord for ControlCommand {
@@ -52,7 +58,7 @@ impl AvroRecord for ControlCommand {
 
 /// The state of a control point, as written to the compacted control topic
 /// (Avro record `ControlState`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlStateRecord {
     /// The control point.
     pub control_point: String,
@@ -75,6 +81,10 @@ pub struct ControlStateRecord {
     /// Fencing token of the single writer; readers ignore a record with a
     /// lower generation than one already seen for the key.
     pub writer_generation: i64,
+    /// An operator's override of the replay cap: requests per second, 0 for
+    /// no cap, `None` for the topology's.
+    #[serde(default)]
+    pub replay_rate: Option<f64>,
 }
 
 impl AvroRecord for ControlStateRecord {

@@ -100,6 +100,8 @@ avro_enum! {
         AutoResume = "AUTO_RESUME", "auto-resume";
         /// The replay reached the end of the stored topic.
         ReplayCaughtUp = "REPLAY_CAUGHT_UP", "replay-caught-up";
+        /// Operator `pace`: the replay's rate.
+        Pace = "PACE", "pace";
     }
 }
 

@@ -110,6 +110,7 @@ fn command() -> ControlCommand {
         issued_by: "sfwd-1".into(),
         issued_at: 1_700_000_000_001,
         trigger: Some(trigger()),
+        replay_rate: None,
     }
 }
 
@@ -125,6 +126,7 @@ fn state() -> ControlStateRecord {
         trigger: Some(trigger()),
         command_id: Some("cmd-1".into()),
         writer_generation: 3,
+        replay_rate: Some(12.5),
     }
 }
 
@@ -626,4 +628,65 @@ fn another_known_writer_schema_is_resolved_to_the_current_one() {
     assert_eq!(schemas.decode::<StoredRequest>(&written).unwrap(), stored());
     let err = StoredRequest::decode(&written).unwrap_err();
     assert!(matches!(err, RecordError::UnknownSchema { .. }), "{err}");
+}
+
+/// Writes `value` as a writer with `schema_json` would: header and datum,
+/// the fields the schema does not have left out.
+fn written_with<T: serde::Serialize>(schema_json: &str, value: &T) -> Vec<u8> {
+    let schema = Schema::parse_str(schema_json).unwrap();
+    let apache_avro::types::Value::Record(fields) = apache_avro::to_value(value).unwrap() else {
+        panic!("not a record");
+    };
+    let names: Vec<String> = match &schema {
+        Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+        _ => panic!("not a record schema"),
+    };
+    let fields = fields
+        .into_iter()
+        .filter(|(name, _)| names.contains(name))
+        .collect();
+    let value = apache_avro::types::Value::Record(fields)
+        .resolve(&schema)
+        .unwrap();
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&fingerprint(&schema).to_le_bytes());
+    apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value(&mut out, value)
+        .unwrap();
+    out
+}
+
+#[test]
+fn control_records_of_the_previous_schema_are_still_read() {
+    let old_command = include_str!("../../schemas/previous/control_command.1.avsc");
+    let old_state = include_str!("../../schemas/previous/control_state.1.avsc");
+    let old = ControlCommand {
+        replay_rate: None,
+        ..command()
+    };
+    assert_eq!(
+        ControlCommand::decode(&written_with(old_command, &old)).unwrap(),
+        old
+    );
+    let old = ControlStateRecord {
+        replay_rate: None,
+        ..state()
+    };
+    assert_eq!(
+        ControlStateRecord::decode(&written_with(old_state, &old)).unwrap(),
+        old
+    );
+    // And the current ones carry the pace.
+    let paced = ControlCommand {
+        kind: CommandKind::Pace,
+        trigger: None,
+        replay_rate: Some(50.0),
+        ..command()
+    };
+    assert_eq!(
+        ControlCommand::decode(&paced.encode().unwrap()).unwrap(),
+        paced
+    );
 }

@@ -134,6 +134,71 @@ pub struct StoreAndForward {
     pub control_point: String,
     pub rules: RuleSet,
     pub auto_resume: Option<AutoResume>,
+    /// How stored requests are replayed.
+    pub replay: ReplayPolicy,
+}
+
+/// How a control point's stored requests are replayed (`replay:` in its
+/// `store_and_forward` block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplayPolicy {
+    /// Cluster-wide cap on replayed requests per second; `None`: no cap.
+    pub rate: Option<crate::control::Rate>,
+    /// Slow start: the cap climbs linearly from a tenth to all of it over
+    /// this time after the forward (zero: no ramp).
+    pub ramp: Duration,
+    /// What a 429, or a 503 with `Retry-After`, does during a replay.
+    pub on_overload: Overload,
+}
+
+/// What an overloaded target's answer does during a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overload {
+    /// Wait as the answer says (at most [`Overload::MAX_WAIT`]), then send
+    /// the same request again; never a trigger.
+    #[default]
+    BackOff,
+    /// Treat it as any other failure: rules decide.
+    Fail,
+}
+
+impl Overload {
+    /// The longest a `Retry-After` is obeyed for at once.
+    pub const MAX_WAIT: Duration = Duration::from_secs(60);
+    /// The wait after a 429 without `Retry-After`.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(1);
+
+    /// How long to wait before sending a replayed request again after
+    /// `failure`: `Some` for a 429 (as its `Retry-After` says, or
+    /// [`Overload::DEFAULT_WAIT`]) or a 503 with `Retry-After`, at most
+    /// [`Overload::MAX_WAIT`]; `None` when rules decide.
+    pub fn wait_after(self, failure: &crate::bindings::failure::Failure) -> Option<Duration> {
+        use crate::bindings::failure::Failure;
+        if self == Overload::Fail {
+            return None;
+        }
+        let Failure::HttpStatus {
+            status,
+            retry_after,
+            ..
+        } = failure
+        else {
+            return None;
+        };
+        let wait = match (*status, retry_after) {
+            (429, None) => Overload::DEFAULT_WAIT,
+            (429 | 503, Some(wait)) => *wait,
+            _ => return None,
+        };
+        Some(wait.min(Overload::MAX_WAIT))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overload::BackOff => "back-off",
+            Overload::Fail => "fail",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,5 +295,47 @@ impl Topology {
             }
         }
         topics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::failure::Failure;
+
+    fn answer(status: u16, retry_after: Option<u64>) -> Failure {
+        Failure::HttpStatus {
+            method: "POST".into(),
+            url: "http://t/".into(),
+            status,
+            reason: String::new(),
+            body: Vec::new(),
+            content_type: None,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn an_overloaded_target_is_waited_for_as_it_asks() {
+        let b = Overload::BackOff;
+        assert_eq!(
+            b.wait_after(&answer(429, Some(3))),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            b.wait_after(&answer(429, None)),
+            Some(Overload::DEFAULT_WAIT)
+        );
+        assert_eq!(
+            b.wait_after(&answer(503, Some(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            b.wait_after(&answer(503, Some(3600))),
+            Some(Overload::MAX_WAIT)
+        );
+        assert_eq!(b.wait_after(&answer(503, None)), None, "rules decide");
+        assert_eq!(b.wait_after(&answer(500, Some(1))), None);
+        assert_eq!(Overload::Fail.wait_after(&answer(429, Some(3))), None);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostics::{suggest, Diagnostics};
-use super::model::{AutoResume, Interaction, RetryPolicy};
+use super::model::{AutoResume, Interaction, Overload, ReplayPolicy, RetryPolicy};
 use super::yaml::{Loc, Node, Value};
 use crate::rules::ChainMode;
 
@@ -81,6 +81,7 @@ pub struct RawStoreAndForward {
     /// `None` when the key is absent (the default rule applies).
     pub rules: Option<Vec<RawRule>>,
     pub auto_resume: Option<AutoResume>,
+    pub replay: ReplayPolicy,
 }
 
 #[derive(Debug)]
@@ -415,7 +416,7 @@ impl Reader<'_> {
     }
 
     fn store_and_forward(&mut self, node: &Node, service: &str) -> Option<RawStoreAndForward> {
-        const KEYS: &[&str] = &["control_point", "rules", "auto_resume"];
+        const KEYS: &[&str] = &["control_point", "rules", "auto_resume", "replay"];
         let what = format!("`store_and_forward` of {service}");
         let f = self.fields(node, &what, KEYS)?;
         let control_point = self.req_string(&f, "control_point", &what);
@@ -441,11 +442,60 @@ impl Reader<'_> {
                 probe_url: self.opt_string(&af, "probe_url").map(|s| s.value),
             })
         });
+        let replay = f
+            .get("replay")
+            .and_then(|n| self.replay(n))
+            .unwrap_or_default();
         Some(RawStoreAndForward {
             loc: f.loc,
             control_point,
             rules,
             auto_resume,
+            replay,
+        })
+    }
+
+    /// `replay: { rate: 200/s, ramp: 30s, on_overload: back-off }`
+    fn replay(&mut self, node: &Node) -> Option<ReplayPolicy> {
+        let f = self.fields(node, "`replay`", &["rate", "ramp", "on_overload"])?;
+        let rate = self.opt_string(&f, "rate").and_then(|r| {
+            match r.value.parse::<crate::control::Pace>() {
+                Ok(crate::control::Pace::Rate(rate)) => Some(rate),
+                Ok(crate::control::Pace::Unlimited) => None,
+                Err(e) => {
+                    self.d
+                        .error(r.loc, format!("`rate`: {e}"))
+                        .hint("for example `rate: 200/s`; leave it out for no cap");
+                    None
+                }
+            }
+        });
+        let ramp = f
+            .get("ramp")
+            .and_then(|n| self.duration(n))
+            .unwrap_or_default();
+        let on_overload = match self.opt_string(&f, "on_overload") {
+            None => Overload::default(),
+            Some(o) => match o.value.as_str() {
+                "back-off" => Overload::BackOff,
+                "fail" => Overload::Fail,
+                other => {
+                    self.d
+                        .error(o.loc, format!("unknown `on_overload` `{other}`"))
+                        .hint("`back-off` (wait as a 429 or 503's Retry-After says, the default) or `fail` (rules decide)");
+                    Overload::default()
+                }
+            },
+        };
+        if ramp > Duration::ZERO && rate.is_none() {
+            self.d
+                .warning(f.loc, "`replay.ramp` without `rate` has no effect: a ramp slows the start of a capped replay")
+                .hint("add e.g. `rate: 200/s`");
+        }
+        Some(ReplayPolicy {
+            rate,
+            ramp,
+            on_overload,
         })
     }
 

@@ -203,6 +203,7 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
                 control_point: control_point.value.clone(),
                 rules,
                 auto_resume: sf.auto_resume.clone(),
+                replay: sf.replay,
             })
         });
 

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::control::pace::{Pace, Rate};
 use crate::rules::ChainElement;
 
 fn trigger(request_id: &str) -> Trigger {
@@ -204,15 +205,57 @@ fn a_republished_command_is_recognised() {
     assert_eq!(cp, before);
 }
 
+#[test]
+fn a_pace_set_while_storing_paces_the_replay_and_ends_with_it() {
+    let fifty = Some(Pace::Rate(Rate::per_second(50.0).unwrap()));
+    let mut cp = ControlPoint::initial("cp");
+    assert!(matches!(
+        cp.apply(&cmd("p0", CommandKind::Pace(fifty), 0)),
+        Outcome::Refused(Refusal::WrongState {
+            command: "pace",
+            ..
+        })
+    ));
+    cp.apply(&cmd("s", CommandKind::Store, 0));
+    assert!(matches!(
+        cp.apply(&cmd("p1", CommandKind::Pace(fifty), 1)),
+        Outcome::Applied { .. }
+    ));
+    assert_eq!((cp.epoch, cp.pace), (1, fifty), "no new epoch");
+    assert!(matches!(
+        cp.apply(&cmd("p2", CommandKind::Pace(fifty), 1)),
+        Outcome::NoOp(NoOp::AlreadyPaced { .. })
+    ));
+    cp.apply(&cmd("f", CommandKind::Forward, 1));
+    assert_eq!((cp.replaying, cp.pace), (true, fifty));
+    assert!(matches!(
+        cp.apply(&cmd("p3", CommandKind::Pace(Some(Pace::Unlimited)), 2)),
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(cp.pace, Some(Pace::Unlimited));
+    cp.apply(&cmd("up", CommandKind::ReplayCaughtUp, 2));
+    assert_eq!((cp.replaying, cp.pace), (false, None));
+}
+
 /// A generated step: which command, and how far behind the sender's view of
 /// the control point is (0 = up to date).
 #[derive(Debug, Clone)]
 enum Step {
-    Trigger { lag: usize },
+    Trigger {
+        lag: usize,
+    },
     Store,
     Forward,
-    AutoResume { lag: usize },
-    CaughtUp { lag: usize },
+    AutoResume {
+        lag: usize,
+    },
+    CaughtUp {
+        lag: usize,
+    },
+    /// Operator `pace`: 0 for the topology's, 1 unlimited, n a rate of n/s.
+    Pace {
+        rate: u8,
+    },
 }
 
 fn arb_step() -> impl Strategy<Value = Step> {
@@ -222,6 +265,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Forward),
         1 => (0usize..3).prop_map(|lag| Step::AutoResume { lag }),
         1 => (0usize..3).prop_map(|lag| Step::CaughtUp { lag }),
+        1 => (0u8..4).prop_map(|rate| Step::Pace { rate }),
     ]
 }
 
@@ -249,13 +293,34 @@ proptest! {
                 Step::Forward => (CommandKind::Forward, cp.epoch),
                 Step::AutoResume { lag } => (CommandKind::AutoResume, view(*lag).epoch),
                 Step::CaughtUp { lag } => (CommandKind::ReplayCaughtUp, view(*lag).epoch),
+                Step::Pace { rate } => (
+                    CommandKind::Pace(match rate {
+                        0 => None,
+                        1 => Some(Pace::Unlimited),
+                        n => Some(Pace::Rate(Rate::per_second(f64::from(*n)).unwrap())),
+                    }),
+                    cp.epoch,
+                ),
             };
             let seen = history[observed as usize].clone();
             let before = cp.clone();
             let out = cp.apply(&cmd(&format!("c{n}"), kind.clone(), observed));
             match &out {
+                Outcome::Applied { designated_trigger } if matches!(kind, CommandKind::Pace(_)) => {
+                    // A pace changes nothing but the pace, during a replay
+                    // or while storing.
+                    prop_assert!(designated_trigger.is_none());
+                    prop_assert!(before.mode == Mode::Store || before.replaying);
+                    let CommandKind::Pace(pace) = kind else { unreachable!() };
+                    prop_assert_eq!(&ControlPoint { pace: before.pace, command_id: before.command_id.clone(), ..cp.clone() }, &before);
+                    prop_assert_eq!(cp.pace, pace);
+                    *history.last_mut().unwrap() = cp.clone();
+                }
                 Outcome::Applied { designated_trigger } => {
                     prop_assert_eq!(cp.epoch, before.epoch + 1);
+                    if cp.mode == Mode::Forward && !cp.replaying {
+                        prop_assert_eq!(cp.pace, None, "a replay's pace ends with it");
+                    }
                     if let CommandKind::Trigger(t) = &kind {
                         prop_assert_eq!(observed, before.epoch);
                         prop_assert_eq!(seen.mode, Mode::Forward);
