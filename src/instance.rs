@@ -167,9 +167,10 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
         tracing::info!(control_point = %cp.name, mode = %cp.mode, epoch = cp.epoch, replaying = cp.replaying, "control point at start");
     }
     tracing::info!(instance = %instance, "ready");
+    let replays = pipeline::ReplayPlan::for_topology(&topology, &topics.request_partitions);
 
     {
-        let replay_done = replay_done_check(&topology, &topics, table.clone());
+        let replay_done = replay_done_check(replays.clone(), table.clone());
         let settings = control::WriterSettings {
             consumer: kafka::control_writer_config(
                 &base,
@@ -212,6 +213,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
                 c
             }),
             topology: topology.clone(),
+            replays,
         });
         let mut config = kafka::group_consumer_config(&base, &topology.application, &instance);
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
@@ -362,31 +364,12 @@ fn targets(topology: &Topology, producer: &FutureProducer) -> anyhow::Result<Vec
 /// Whether a FORWARD's replay has finished on every source partition of the
 /// control point's service.
 fn replay_done_check(
-    topology: &Topology,
-    topics: &Topics,
+    replays: HashMap<String, pipeline::ReplayPlan>,
     table: ControlTable,
 ) -> control::ReplayDone {
-    let mut partitions: HashMap<String, Vec<(String, i32)>> = HashMap::new();
-    for (service, sf) in topology.control_points() {
-        let mut seen = Vec::new();
-        for (_, op) in service.operations() {
-            if seen.iter().any(|(t, _): &(String, i32)| *t == op.topic) {
-                continue;
-            }
-            for p in 0..topics
-                .request_partitions
-                .get(&op.topic)
-                .copied()
-                .unwrap_or(0)
-            {
-                seen.push((op.topic.clone(), p));
-            }
-        }
-        partitions.insert(sf.control_point.clone(), seen);
-    }
     Arc::new(move |cp: &ControlPoint| {
-        partitions.get(&cp.name).is_some_and(|ps| {
-            ps.iter().all(|(t, p)| {
+        replays.get(&cp.name).is_some_and(|plan| {
+            plan.partitions.iter().all(|(t, p)| {
                 table
                     .replay_progress(&replay_key(&cp.name, t, *p))
                     .done_epoch

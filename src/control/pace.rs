@@ -178,10 +178,11 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A bucket holding one token at `now`.
+    /// An empty bucket at `now`: the first token comes after one interval
+    /// of the rate, so that partitions starting together send no burst.
     pub fn new(now: Duration) -> Self {
         Bucket {
-            tokens: 1.0,
+            tokens: 0.0,
             last: now,
         }
     }
@@ -292,9 +293,9 @@ mod tests {
 
     #[test]
     fn a_bucket_holds_its_rate() {
-        assert_eq!(sent_in(100.0, 5.0), 500);
-        assert_eq!(sent_in(8.0, 5.0), 40);
-        assert_eq!(sent_in(0.5, 10.0), 5);
+        assert_eq!(sent_in(100.0, 5.0), 499);
+        assert_eq!(sent_in(8.0, 5.0), 39);
+        assert_eq!(sent_in(0.5, 10.0), 4);
     }
 
     proptest! {

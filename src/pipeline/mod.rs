@@ -17,6 +17,7 @@
 
 mod in_flight;
 mod outputs;
+mod pacer;
 mod replay;
 pub mod route;
 mod worker;
@@ -83,6 +84,45 @@ pub struct Context {
     /// With `kafka.exactly_once`: the producer settings from which each
     /// partition makes its transactional producer.
     pub exactly_once: Option<ClientConfig>,
+    /// Per control point: how it is replayed, and every source partition of
+    /// its service (among which its replay rate is split).
+    pub replays: HashMap<String, ReplayPlan>,
+}
+
+/// How one control point is replayed.
+#[derive(Debug, Clone)]
+pub struct ReplayPlan {
+    pub policy: crate::topology::ReplayPolicy,
+    pub partitions: Arc<[(String, i32)]>,
+}
+
+impl ReplayPlan {
+    /// The plan of every control point of `topology`, given the partition
+    /// count of each request topic.
+    pub fn for_topology(
+        topology: &Topology,
+        request_partitions: &HashMap<String, i32>,
+    ) -> HashMap<String, ReplayPlan> {
+        let mut plans = HashMap::new();
+        for (service, sf) in topology.control_points() {
+            let mut partitions: Vec<(String, i32)> = Vec::new();
+            for (_, op) in service.operations() {
+                if partitions.iter().any(|(t, _)| *t == op.topic) {
+                    continue;
+                }
+                let n = request_partitions.get(&op.topic).copied().unwrap_or(0);
+                partitions.extend((0..n).map(|p| (op.topic.clone(), p)));
+            }
+            plans.insert(
+                sf.control_point.clone(),
+                ReplayPlan {
+                    policy: sf.replay,
+                    partitions: partitions.into(),
+                },
+            );
+        }
+        plans
+    }
 }
 
 impl Context {

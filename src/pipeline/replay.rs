@@ -32,6 +32,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::pacer::Pacer;
 use super::worker::{Decision, Worker};
 use super::PipelineError;
 use crate::bindings::failure::{chain_for, Failure};
@@ -148,6 +149,8 @@ impl Worker {
         progress.now.next_offset = next;
         let mut stopped = None;
         let mut delivered = 0usize;
+        let plan = ctx.replays.get(cp).cloned();
+        let mut pacer = plan.map(|p| Pacer::new(p.policy, p.partitions));
         // Calls to a Kafka target out at once (1 for other targets).
         let in_flight = ctx
             .topology
@@ -236,6 +239,13 @@ impl Worker {
                 if state.mode == Mode::Store {
                     stopped = Some(offset);
                     break;
+                }
+                if let Some(pacer) = pacer.as_mut().filter(|p| p.cap(&state).is_some()) {
+                    if !pacer.wait(&state, &ctx.table, &mut self.stop).await {
+                        // Stopping: this record was not sent.
+                        next = offset;
+                        break;
+                    }
                 }
                 sent_max = record.source.offset;
                 let redelivery = possible_redeliveries > 0;
@@ -479,6 +489,33 @@ impl Worker {
                 Ok(_) => return Ok(Step::Next),
                 Err(f) => f,
             };
+            let on_overload = ctx
+                .replays
+                .get(cp)
+                .map(|plan| plan.policy.on_overload)
+                .unwrap_or_default();
+            if let Some(wait) = on_overload.wait_after(&failure) {
+                telemetry::ReplayBackOff {
+                    instance: &ctx.instance,
+                    control_point: cp,
+                    request_id: &request.request_id,
+                    wait,
+                    failure: &failure,
+                }
+                .emit();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.stop.wait() => return Ok(Step::Stop { resume: offset }),
+                }
+                state = ctx.table.get(cp);
+                if state.mode == Mode::Store {
+                    return Ok(Step::Stop { resume: offset });
+                }
+                let call = telemetry::TargetCall::start(&ctx.instance, &request);
+                invocation = invoke(&ctx.targets[service_index], service.retry, &request).await;
+                call.end_replay(&invocation, cp);
+                continue;
+            }
             let chain = chain_for(&failure);
             let Some(report) = ctx.rule_match(service_index, &request, &chain) else {
                 return self

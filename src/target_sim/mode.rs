@@ -4,7 +4,8 @@
 //! endpoints and in `/_sim/state`:
 //!
 //! - a mode: `up`, `unavailable`, `refuse`, `slow:DELAY`, `error500`,
-//!   `bad-request` (durations like `250ms`, `2s`, `1.5s`, `1m`);
+//!   `bad-request`, `overloaded:RETRY_AFTER` (durations like `250ms`,
+//!   `2s`, `1.5s`, `1m`);
 //! - a schedule: modes with how long each lasts, `MODE:DURATION`, separated
 //!   by commas, e.g. `up:10s,unavailable:20s,up` or
 //!   `up:5s,slow:3s:10s`. When the last step has no duration the schedule
@@ -17,7 +18,8 @@ use std::time::Duration;
 use crate::topology::parse_duration;
 
 /// The modes accepted, as listed in error messages.
-const MODE_NAMES: &str = "up, unavailable, refuse, slow:DELAY, error500, bad-request";
+const MODE_NAMES: &str =
+    "up, unavailable, refuse, slow:DELAY, error500, bad-request, overloaded:RETRY_AFTER";
 /// How durations are written, as shown in error messages.
 const DURATION_HINT: &str = "write e.g. 250ms, 2s, 1.5s, 1m";
 
@@ -41,6 +43,12 @@ pub enum Mode {
     Error500,
     /// Answer `400 Bad Request`.
     BadRequest,
+    /// Answer `429 Too Many Requests` with `Retry-After` (whole seconds,
+    /// rounded up).
+    Overloaded {
+        /// The wait the answer asks for.
+        retry_after: Duration,
+    },
 }
 
 impl Mode {
@@ -59,6 +67,9 @@ impl fmt::Display for Mode {
             Mode::Slow { delay } => write!(f, "slow:{}", DisplayDuration(*delay)),
             Mode::Error500 => f.write_str("error500"),
             Mode::BadRequest => f.write_str("bad-request"),
+            Mode::Overloaded { retry_after } => {
+                write!(f, "overloaded:{}", DisplayDuration(*retry_after))
+            }
         }
     }
 }
@@ -75,6 +86,9 @@ pub enum ParseModeError {
     /// `slow` without its delay.
     #[error("`slow` needs a delay, e.g. `slow:2s`")]
     MissingDelay,
+    /// `overloaded` without its `Retry-After`.
+    #[error("`overloaded` needs the wait its answers ask for, e.g. `overloaded:2s`")]
+    MissingRetryAfter,
     /// A delay or duration that does not read as one.
     #[error("`{0}` is not a duration; {DURATION_HINT}")]
     BadDuration(String),
@@ -117,6 +131,13 @@ fn mode_from_parts<'a>(parts: &mut impl Iterator<Item = &'a str>) -> Result<Mode
         "refuse" => Mode::Refuse,
         "error500" => Mode::Error500,
         "bad-request" => Mode::BadRequest,
+        "overloaded" => match parts.next() {
+            None | Some("") => return Err(ParseModeError::MissingRetryAfter),
+            Some(wait) => Mode::Overloaded {
+                retry_after: parse_duration(wait)
+                    .ok_or_else(|| ParseModeError::BadDuration(wait.to_string()))?,
+            },
+        },
         "slow" => match parts.next() {
             None | Some("") => return Err(ParseModeError::MissingDelay),
             Some(delay) => Mode::Slow {

@@ -255,6 +255,15 @@ async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
         Mode::BadRequest => {
             return (StatusCode::BAD_REQUEST, "bad request (simulated)\n").into_response();
         }
+        Mode::Overloaded { retry_after } => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.to_string())],
+                "too many requests (simulated)\n",
+            )
+                .into_response();
+        }
     }
     let received = Received {
         request_id: header_text(&parts.headers, REQUEST_ID_HEADER),

@@ -259,6 +259,42 @@ impl RequestReplayed<'_> {
     }
 }
 
+/// A replayed request met an overloaded target (a 429, or a 503 with
+/// `Retry-After`): the replay waits as told, then sends it again.
+#[derive(Debug)]
+pub struct ReplayBackOff<'a> {
+    pub instance: &'a str,
+    pub control_point: &'a str,
+    pub request_id: &'a str,
+    /// How long the replay waits.
+    pub wait: Duration,
+    /// The answer that asked for it.
+    pub failure: &'a crate::bindings::failure::Failure,
+}
+
+impl ReplayBackOff<'_> {
+    /// Logs and counts it.
+    pub fn emit(self) {
+        let status = match self.failure {
+            crate::bindings::failure::Failure::HttpStatus { status, .. } => *status,
+            _ => 0,
+        };
+        tracing::info!(
+            control_point = %self.control_point,
+            request_id = %self.request_id,
+            status,
+            wait_ms = self.wait.as_millis() as u64,
+            "target overloaded during the replay: waiting as it asks, then sending again"
+        );
+        counter!(
+            names::REPLAY_BACK_OFFS_TOTAL,
+            "instance_id" => self.instance.to_string(),
+            "control_point" => self.control_point.to_string(),
+        )
+        .increment(1);
+    }
+}
+
 /// A request is on its way to the failed-events topic. Bad input (no
 /// service) counts as `rejected`, everything else as `failed`.
 #[derive(Debug)]

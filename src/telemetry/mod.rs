@@ -116,6 +116,11 @@ fn describe() {
         "Stored requests delivered to the target by a replay"
     );
     describe_counter!(
+        REPLAY_BACK_OFFS_TOTAL,
+        Unit::Count,
+        "Waits of a replay for an overloaded target (429, or 503 with Retry-After)"
+    );
+    describe_counter!(
         FAILED_TOTAL,
         Unit::Count,
         "Requests written to the failed-events topic, by reason"

@@ -14,6 +14,10 @@ pub const STORED_TOTAL: &str = "sfwd_stored_total";
 /// Counter. Stored requests delivered by a replay. Labels: `control_point`.
 pub const REPLAYED_TOTAL: &str = "sfwd_replayed_total";
 
+/// Counter. Waits of a replay for an overloaded target. Labels:
+/// `control_point`.
+pub const REPLAY_BACK_OFFS_TOTAL: &str = "sfwd_replay_back_offs_total";
+
 /// Counter. Requests written to the failed-events topic. Labels: `service`
 /// (empty for bad input), `reason` (`store-trigger`, `invocation-failed`,
 /// `replay-failed`, `malformed`, `unknown-operation`, `oversized`,
