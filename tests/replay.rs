@@ -170,16 +170,17 @@ async fn a_replay_finishes_when_the_control_writer_leaves_during_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_finishes_when_a_joining_instance_takes_over_the_control_writer() {
     let sim = start_target().await;
-    // A control point whose command partition is the last: the one the
-    // first instance hands over when others join.
+    // A control point whose command partition is the first: the
+    // cooperative-sticky assignor has the first instance keep the last
+    // partitions and hand over the first ones when others join.
     let cp = (0..)
         .map(|n| format!("Eis{n}"))
-        .find(|name| command_partition(name, PARTITIONS) == PARTITIONS - 1)
+        .find(|name| command_partition(name, PARTITIONS) == 0)
         .unwrap();
     let app = app("replay-owner-joins", &sim, &cp, "{ rate: 100/s }");
     common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
     let mut instances = start_all(&app, &["a"]);
-    assert!(owns(&mut instances[0], PARTITIONS - 1));
+    assert!(owns(&mut instances[0], 0));
 
     let (stored_epoch, ids) = park(&app, &cp, &mut instances, 1_500).await;
     operator(&app, &cp, CommandKind::Forward).await;
@@ -187,16 +188,24 @@ async fn a_replay_finishes_when_a_joining_instance_takes_over_the_control_writer
         .await
         .expect("the replay started");
     instances.extend(start_all(&app, &["b", "c"]));
-    let new_owner = instances[1..].iter_mut().position(|i| {
-        let v = i.wait_for("writer partitions", Duration::from_secs(60), |v| {
-            message(v) == "control writer owns command partitions"
-        });
-        partition_listed(&v, PARTITIONS - 1)
-    });
-    assert!(
-        new_owner.is_some(),
-        "a joining instance owns the control point's command partition"
-    );
+    let takes_over = |v: &serde_json::Value| {
+        message(v) == "control writer owns command partitions" && partition_listed(v, 0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let new_owner = loop {
+        if let Some(n) = (1..3).find(|&n| {
+            instances[n]
+                .find_within(Duration::from_millis(200), takes_over)
+                .is_some()
+        }) {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no joining instance took over the control point's command partition"
+        );
+    };
+    println!("instance {new_owner} took over command partition 0");
     assert!(
         sim.received().len() < ids.len(),
         "the owner changed while the replay ran"

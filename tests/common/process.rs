@@ -111,6 +111,23 @@ impl Sfwd {
         }
     }
 
+    /// Like [`Sfwd::wait_for`], but `None` instead of a panic when no line
+    /// matches within `timeout`.
+    pub fn find_within(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return Some(v.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.lines.recv_timeout(left).ok()?;
+            self.seen.push(v.clone());
+            if pred(&v) {
+                return Some(v);
+            }
+        }
+    }
+
     /// Waits until the instance has loaded the control state.
     pub fn wait_ready(&mut self) {
         self.wait_for("ready", Duration::from_secs(60), |v| message(v) == "ready");
