@@ -384,7 +384,9 @@ async fn a_429_with_retry_after_pauses_the_replay_without_a_trigger() {
     assert_replayed_once_in_order(&sim, &ids);
     let failed = decode_failed(&read_async(app.topic("failed"), 0, 30).await);
     assert!(
-        failed.iter().all(|f| f.reason != FailureReason::StoreTrigger),
+        failed
+            .iter()
+            .all(|f| f.reason != FailureReason::StoreTrigger),
         "a 429 during the replay triggered the store: {failed:?}"
     );
     assert!(failed.is_empty(), "{failed:?}");

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backlog::backlog;
 use super::error::ApiError;
+use super::progress::replay_view;
 use super::{not_ready, AdminSettings, AdminState};
 use crate::control::{replay_key, Command, CommandKind, ControlPoint, Mode, Outcome};
 use crate::rules::ChainElement;
@@ -22,7 +23,7 @@ pub const OPERATOR_HEADER: &str = "x-sfwd-operator";
 /// The operator name when the request names none.
 const DEFAULT_OPERATOR: &str = "admin-http";
 
-/// How long computed backlogs are reused.
+/// How long the stored topics' watermarks are reused.
 const BACKLOG_TTL: Duration = Duration::from_secs(1);
 
 /// `GET /api/control-points`.
@@ -87,14 +88,7 @@ pub struct TriggerView {
     pub chain: Vec<ChainElement>,
 }
 
-/// Progress of a replay over the source partitions of the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplayView {
-    /// Source partitions of the service.
-    pub partitions: usize,
-    /// Those whose replay has reached the end of the stored requests.
-    pub caught_up: usize,
-}
+pub use super::progress::{PartitionReplay, ReplayView};
 
 /// The answer to a store or forward request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +113,7 @@ struct CommandBody {
 }
 
 pub(super) async fn list(State(state): State<AdminState>) -> Json<ControlPointsView> {
-    let backlogs = state.backlogs().await;
+    let watermarks = state.watermarks().await;
     let failed = state.open_failed_counts().await;
     let s = state.settings();
     let control_points = s
@@ -127,12 +121,8 @@ pub(super) async fn list(State(state): State<AdminState>) -> Json<ControlPointsV
         .control_points()
         .map(|(service, sf)| {
             let cp = &sf.control_point;
-            let mut v = view(
-                s,
-                &service.name,
-                s.table.get(cp),
-                backlogs.get(cp).copied().flatten(),
-            );
+            let marks = watermarks.get(cp).and_then(|m| m.as_deref());
+            let mut v = view(s, &service.name, s.table.get(cp), marks);
             v.failed = failed.as_ref().map(|f| f.get(cp).copied().unwrap_or(0));
             v
         })
@@ -358,23 +348,30 @@ fn view(
     s: &AdminSettings,
     service: &str,
     state: ControlPoint,
-    stored_backlog: Option<u64>,
+    watermarks: Option<&[(i64, i64)]>,
 ) -> ControlPointView {
     let changed = state.epoch > 0;
-    let replay = match (state.replaying, s.layouts.get(&state.name)) {
-        (true, Some(layout)) => Some(ReplayView {
-            partitions: layout.sources.len(),
-            caught_up: layout
-                .sources
-                .iter()
-                .filter(|(t, p)| {
-                    s.table
-                        .replay_progress(&replay_key(&state.name, t, *p))
-                        .done_epoch
-                        >= state.epoch as i64
-                })
-                .count(),
-        }),
+    let progress = |t: &str, p: i32| s.table.replay_progress(&replay_key(&state.name, t, p));
+    let layout = s.layouts.get(&state.name);
+    let stored_backlog = layout
+        .zip(watermarks)
+        .map(|(layout, marks)| backlog(layout, marks, progress));
+    let replay = match (state.replaying, layout) {
+        (true, Some(layout)) => {
+            let configured = s
+                .topology
+                .control_points()
+                .find(|(_, sf)| sf.control_point == state.name)
+                .and_then(|(_, sf)| sf.replay.rate);
+            Some(replay_view(
+                &state,
+                layout,
+                watermarks,
+                progress,
+                configured,
+                crate::clock::now_ms(),
+            ))
+        }
         _ => None,
     };
     ControlPointView {
@@ -405,30 +402,32 @@ impl AdminState {
     /// failed count.
     async fn counted_view(&self, service: &str, state: ControlPoint) -> ControlPointView {
         let name = state.name.clone();
-        let backlog = self.backlogs().await.get(&name).copied().flatten();
+        let watermarks = self.watermarks().await;
+        let marks = watermarks.get(&name).and_then(|m| m.as_deref());
         let failed = self.open_failed_counts().await;
-        let mut v = view(self.settings(), service, state, backlog);
+        let mut v = view(self.settings(), service, state, marks);
         v.failed = failed.map(|f| f.get(&name).copied().unwrap_or(0));
         v
     }
 
-    /// The backlog of every control point, reused for [`BACKLOG_TTL`].
-    async fn backlogs(&self) -> super::Backlogs {
-        let mut cache = self.inner.backlogs.lock().await;
-        if let Some((at, backlogs)) = &*cache {
+    /// The watermarks of every control point's stored topic, reused for
+    /// [`BACKLOG_TTL`].
+    async fn watermarks(&self) -> super::Watermarks {
+        let mut cache = self.inner.watermarks.lock().await;
+        if let Some((at, marks)) = &*cache {
             if at.elapsed() < BACKLOG_TTL {
-                return backlogs.clone();
+                return marks.clone();
             }
         }
         let state = self.clone();
-        let fresh = tokio::task::spawn_blocking(move || state.compute_backlogs())
+        let fresh = tokio::task::spawn_blocking(move || state.read_watermarks())
             .await
             .unwrap_or_default();
         *cache = Some((Instant::now(), fresh.clone()));
         fresh
     }
 
-    fn compute_backlogs(&self) -> super::Backlogs {
+    fn read_watermarks(&self) -> super::Watermarks {
         let s = self.settings();
         s.layouts
             .iter()
@@ -436,16 +435,10 @@ impl AdminState {
                 let marks: Result<Vec<(i64, i64)>, String> = (0..layout.partitions)
                     .map(|p| s.offsets.watermarks(&layout.topic, p))
                     .collect();
-                let b = match marks {
-                    Ok(marks) => Some(backlog(layout, &marks, |t, p| {
-                        s.table.replay_progress(&replay_key(cp, t, p))
-                    })),
-                    Err(e) => {
-                        tracing::debug!(topic = %layout.topic, error = %e, "cannot read the stored topic's offsets");
-                        None
-                    }
-                };
-                (cp.clone(), b)
+                let marks = marks
+                    .inspect_err(|e| tracing::debug!(topic = %layout.topic, error = %e, "cannot read the stored topic's offsets"))
+                    .ok();
+                (cp.clone(), marks)
             })
             .collect()
     }

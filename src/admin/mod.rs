@@ -22,13 +22,16 @@ mod api;
 mod backlog;
 mod error;
 mod failed;
+mod progress;
 
 pub use api::{
-    CommandOutcome, ControlPointView, ControlPointsView, ReplayView, TriggerView, OPERATOR_HEADER,
+    CommandOutcome, ControlPointView, ControlPointsView, PartitionReplay, ReplayView, TriggerView,
+    OPERATOR_HEADER,
 };
 pub use backlog::{backlog, layouts, KafkaOffsets, StoredLayout, StoredOffsets};
 pub use error::ApiError;
 pub use failed::FailedSource;
+pub use progress::replay_view;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -113,16 +116,16 @@ struct Inner {
     settings: AdminSettings,
     /// Makes the ids of the commands this server publishes unique.
     commands_sent: AtomicU64,
-    /// The last backlogs computed, and when: a page polling every second
+    /// The last watermarks read, and when: a page polling every second
     /// from several browsers costs one round of watermark requests.
-    backlogs: tokio::sync::Mutex<Option<(std::time::Instant, Backlogs)>>,
+    watermarks: tokio::sync::Mutex<Option<(std::time::Instant, Watermarks)>>,
     /// The last read of the failed events.
     failed: tokio::sync::Mutex<failed::FailedCache>,
 }
 
-/// The stored backlog of each control point; `None` where the stored
-/// topic's offsets could not be read.
-type Backlogs = HashMap<String, Option<u64>>;
+/// The `(low, high)` watermarks of each partition of each control point's
+/// stored topic; `None` where they could not be read.
+type Watermarks = HashMap<String, Option<Vec<(i64, i64)>>>;
 
 impl AdminState {
     /// The state over `settings`.
@@ -131,7 +134,7 @@ impl AdminState {
             inner: Arc::new(Inner {
                 settings,
                 commands_sent: AtomicU64::new(0),
-                backlogs: tokio::sync::Mutex::new(None),
+                watermarks: tokio::sync::Mutex::new(None),
                 failed: tokio::sync::Mutex::new(None),
             }),
         }

@@ -44,7 +44,7 @@ use sfwd::topology::{parse_duration, Topology};
 
 use super::operator::{count, run_async, unknown, Failure, Operator, Output, Target};
 use pace::pace_replay;
-use status::{backlog, gather, layouts, render_status, state_text, Sources};
+use status::{gather, layouts, render_status, state_text, watermarks, Sources};
 
 /// Options of `sfwd control`.
 #[derive(Debug, clap::Args)]
@@ -506,11 +506,18 @@ impl SwitchReport {
         probe: &BaseConsumer,
     ) -> Result<(), Failure> {
         let layouts = layouts(topology, probe)?;
-        let backlog = backlog(topology, probe, &layouts, &control.table, &after.name)?;
+        let marks = watermarks(topology, probe, &layouts, &after.name)?;
+        let src = Sources {
+            topology,
+            layouts: &layouts,
+            table: &control.table,
+            now: sfwd::clock::now_ms(),
+        };
         match args.output {
             Output::Table => {
                 println!("{}", self.message);
-                if let Some(b) = backlog.filter(|b| *b > 0) {
+                let b = src.backlog(&after.name, &marks);
+                if b > 0 {
                     let what = if after.mode == Mode::Store {
                         "stored, waiting for `forward`"
                     } else {
@@ -520,12 +527,6 @@ impl SwitchReport {
                 }
             }
             Output::Json => {
-                let src = Sources {
-                    topology,
-                    layouts: &layouts,
-                    table: &control.table,
-                    now: sfwd::clock::now_ms(),
-                };
                 let v = json!({
                     "control_point": after.name,
                     "command": match self.wanted { Mode::Store => "store", Mode::Forward => "forward" },
@@ -533,7 +534,7 @@ impl SwitchReport {
                     "message": self.message,
                     "command_id": self.command_id,
                     "previous": { "state": before.mode.as_str(), "replaying": before.replaying, "epoch": before.epoch },
-                    "state": src.point(service, after.clone(), backlog, None),
+                    "state": src.point(service, after.clone(), &marks, None),
                 });
                 println!("{}", serde_json::to_string_pretty(&v).expect("plain data"));
             }

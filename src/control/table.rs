@@ -40,6 +40,19 @@ pub struct ReplayProgress {
     /// it re-delivers may have reached the target already.
     #[serde(default)]
     pub open: bool,
+    /// The FORWARD epoch whose replay this partition began last (-1:
+    /// none), with the stored offset and the time (ms since the Unix
+    /// epoch) it began at: what progress and rates are counted from.
+    #[serde(default = "none")]
+    pub started_epoch: i64,
+    #[serde(default)]
+    pub started_offset: i64,
+    #[serde(default)]
+    pub started_ms: i64,
+}
+
+fn none() -> i64 {
+    -1
 }
 
 impl Default for ReplayProgress {
@@ -49,6 +62,9 @@ impl Default for ReplayProgress {
             max_source_offset: -1,
             done_epoch: -1,
             open: false,
+            started_epoch: -1,
+            started_offset: 0,
+            started_ms: 0,
         }
     }
 }
@@ -454,6 +470,7 @@ mod tests {
             max_source_offset: max,
             done_epoch: done,
             open: done < 0,
+            ..ReplayProgress::default()
         };
         table.apply_replay("cp/t/0", at(10, 20, -1)).unwrap();
         table.apply_replay("cp/t/0", at(4, 8, -1)).unwrap();

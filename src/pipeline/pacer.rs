@@ -74,9 +74,8 @@ impl Pacer {
                     .count();
                 self.counted_at = Some(now);
             }
-            let since_forward = Duration::from_millis(
-                (crate::clock::now_ms() - state.since_ms).max(0) as u64,
-            );
+            let since_forward =
+                Duration::from_millis((crate::clock::now_ms() - state.since_ms).max(0) as u64);
             let share = partition_share(cap, self.policy.ramp, since_forward, self.replaying);
             match self.bucket.try_take(now - self.origin, share) {
                 Ok(()) => return true,

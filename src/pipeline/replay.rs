@@ -196,6 +196,12 @@ impl Worker {
             };
             let mut possible_redeliveries = if before.open { window } else { 0 };
             progress.now.open = true;
+            if before.started_epoch != start_state.epoch as i64 {
+                // Progress and rates of this FORWARD count from here.
+                progress.now.started_epoch = start_state.epoch as i64;
+                progress.now.started_offset = next;
+                progress.now.started_ms = crate::clock::now_ms();
+            }
             while next < high {
                 let m = tokio::select! {
                     m = reader.recv() => m,

@@ -113,7 +113,11 @@ impl Sfwd {
 
     /// Like [`Sfwd::wait_for`], but `None` instead of a panic when no line
     /// matches within `timeout`.
-    pub fn find_within(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub fn find_within(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return Some(v.clone());
         }

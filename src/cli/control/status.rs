@@ -29,7 +29,7 @@ pub(super) struct PointStatus {
     trigger: Option<TriggerStatus>,
     stored_topic: String,
     stored_backlog: Option<u64>,
-    replay: Option<ReplayStatus>,
+    replay: Option<sfwd::admin::ReplayView>,
     failed: Option<usize>,
     failed_by_status: Option<FailedCounts>,
 }
@@ -41,12 +41,6 @@ struct TriggerStatus {
     operation: String,
     rule: String,
     chain: sfwd::rules::ExceptionChain,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-struct ReplayStatus {
-    partitions: usize,
-    caught_up: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,17 +104,17 @@ pub(super) fn layouts(topology: &Topology, probe: &BaseConsumer) -> Result<Layou
     })
 }
 
-/// The stored backlog of a control point (see the module docs).
-pub(super) fn backlog(
+/// The `(low, high)` watermarks of each partition of a control point's
+/// stored topic; empty when it does not exist yet.
+pub(super) fn watermarks(
     topology: &Topology,
     probe: &BaseConsumer,
     layouts: &Layouts,
-    table: &ControlTable,
     cp: &str,
-) -> Result<Option<u64>, Failure> {
+) -> Result<Vec<(i64, i64)>, Failure> {
     let (Some(layout), Some(true)) = (layouts.layouts.get(cp), layouts.stored_exists.get(cp))
     else {
-        return Ok(Some(0));
+        return Ok(Vec::new());
     };
     let mut marks = Vec::new();
     for p in 0..layout.partitions {
@@ -135,9 +129,7 @@ pub(super) fn backlog(
             })?;
         marks.push(m);
     }
-    Ok(Some(sfwd::admin::backlog(layout, &marks, |t, p| {
-        table.replay_progress(&replay_key(cp, t, p))
-    })))
+    Ok(marks)
 }
 
 /// What a control point's status is computed from.
@@ -149,14 +141,28 @@ pub(super) struct Sources<'a> {
 }
 
 impl Sources<'_> {
+    /// The status of `state`, with its stored topic's `watermarks`.
     pub(super) fn point(
         &self,
         service: &str,
         state: ControlPoint,
-        stored_backlog: Option<u64>,
+        watermarks: &[(i64, i64)],
         failed: Option<StatusCounts>,
     ) -> PointStatus {
-        point_status(self, service, state, stored_backlog, failed)
+        point_status(self, service, state, watermarks, failed)
+    }
+
+    /// The stored backlog of a control point (see the module docs of
+    /// `sfwd control`).
+    pub(super) fn backlog(&self, cp: &str, watermarks: &[(i64, i64)]) -> u64 {
+        match self.layouts.layouts.get(cp) {
+            Some(layout) if !watermarks.is_empty() => {
+                sfwd::admin::backlog(layout, watermarks, |t, p| {
+                    self.table.replay_progress(&replay_key(cp, t, p))
+                })
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -164,25 +170,24 @@ fn point_status(
     src: &Sources<'_>,
     service: &str,
     state: ControlPoint,
-    stored_backlog: Option<u64>,
+    watermarks: &[(i64, i64)],
     failed: Option<StatusCounts>,
 ) -> PointStatus {
     let (topology, table, now) = (src.topology, src.table, src.now);
     let changed = state.epoch > 0;
+    let stored_backlog = Some(src.backlog(&state.name, watermarks));
     let replay = match (state.replaying, src.layouts.layouts.get(&state.name)) {
-        (true, Some(layout)) => Some(ReplayStatus {
-            partitions: layout.sources.len(),
-            caught_up: layout
-                .sources
-                .iter()
-                .filter(|(t, p)| {
-                    table
-                        .replay_progress(&replay_key(&state.name, t, *p))
-                        .done_epoch
-                        >= state.epoch as i64
-                })
-                .count(),
-        }),
+        (true, Some(layout)) => Some(sfwd::admin::replay_view(
+            &state,
+            layout,
+            Some(watermarks).filter(|m| !m.is_empty()),
+            |t, p| table.replay_progress(&replay_key(&state.name, t, p)),
+            topology
+                .control_points()
+                .find(|(_, sf)| sf.control_point == state.name)
+                .and_then(|(_, sf)| sf.replay.rate),
+            now,
+        )),
         _ => None,
     };
     PointStatus {
@@ -251,11 +256,11 @@ pub(super) async fn gather(topology: &Topology) -> Result<(Status, Control), Fai
     let mut points = Vec::new();
     for (service, sf) in topology.control_points() {
         let cp = &sf.control_point;
-        let b = backlog(topology, &probe, &layouts, &control.table, cp)?;
+        let marks = watermarks(topology, &probe, &layouts, cp)?;
         let counts = failed
             .as_ref()
             .map(|f| f.get(cp).copied().unwrap_or_default());
-        points.push(src.point(&service.name, control.table.get(cp), b, counts));
+        points.push(src.point(&service.name, control.table.get(cp), &marks, counts));
     }
     if points.is_empty() {
         notes.push("the topology declares no store_and_forward block: no control points".into());
@@ -271,6 +276,29 @@ pub(super) async fn gather(topology: &Topology) -> Result<(Status, Control), Fai
         },
         control,
     ))
+}
+
+/// `5/12 partitions, 1,200/2,000, 98/s, ETA 8s`
+fn replay_text(r: &sfwd::admin::ReplayView) -> String {
+    let mut text = format!("{}/{} partitions", r.caught_up, r.partitions);
+    if let (Some(done), Some(total)) = (r.replayed, r.total) {
+        text.push_str(&format!(", {done}/{total}"));
+    }
+    if let Some(rate) = r.rate_per_second {
+        text.push_str(&format!(", {rate:.0}/s"));
+    }
+    if let Some(eta) = r.eta_seconds {
+        text.push_str(&format!(", ETA {}", eta_text(eta)));
+    }
+    text
+}
+
+fn eta_text(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 pub(super) fn state_text(state: &str, replaying: bool) -> String {
@@ -309,8 +337,8 @@ pub(super) fn render_status(s: &Status) -> String {
             p.by.clone().unwrap_or_else(|| "-".into()),
             p.stored_backlog
                 .map_or_else(|| "?".into(), |b| b.to_string()),
-            match p.replay {
-                Some(r) => format!("{}/{} partitions", r.caught_up, r.partitions),
+            match &p.replay {
+                Some(r) => replay_text(r),
                 None => "-".into(),
             },
             p.failed.map_or_else(|| "?".into(), |f| f.to_string()),
@@ -319,6 +347,35 @@ pub(super) fn render_status(s: &Status) -> String {
     let mut out = String::new();
     if table.len() > 0 {
         out.push_str(&table.render());
+    }
+    for p in &s.control_points {
+        let Some(r) = &p.replay else { continue };
+        out.push_str(&format!(
+            "\n{}: replay at {}{}\n",
+            p.name,
+            r.pace.as_deref().unwrap_or("no cap"),
+            if r.pace_overridden {
+                " (set by an operator)"
+            } else {
+                ""
+            }
+        ));
+        let mut parts = Table::new(&["  PARTITION", "REPLAYED", "TOTAL", "RATE", "ETA"]);
+        for q in &r.by_partition {
+            parts.row(vec![
+                format!("  {}/{}", q.topic, q.partition),
+                q.replayed.map_or_else(|| "?".into(), |n| n.to_string()),
+                q.total.map_or_else(|| "?".into(), |n| n.to_string()),
+                q.rate_per_second
+                    .map_or_else(|| "-".into(), |r| format!("{r:.0}/s")),
+                if q.caught_up {
+                    "done".into()
+                } else {
+                    q.eta_seconds.map_or_else(|| "-".into(), eta_text)
+                },
+            ]);
+        }
+        out.push_str(&parts.render());
     }
     for p in &s.control_points {
         let Some(t) = &p.trigger else { continue };
@@ -384,8 +441,15 @@ mod tests {
             instance: "a".into(),
         });
         let layouts = Layouts {
-            layouts: HashMap::new(),
-            stored_exists: HashMap::new(),
+            layouts: HashMap::from([(
+                "Eis".to_string(),
+                sfwd::admin::StoredLayout {
+                    topic: "hr.stored.Eis".into(),
+                    partitions: 1,
+                    sources: vec![("hr.get".into(), 0)],
+                },
+            )]),
+            stored_exists: HashMap::from([("Eis".to_string(), true)]),
         };
         let table = ControlTable::open(Arc::new(MemoryStore::default()), "c", "r").unwrap();
         let counts = StatusCounts {
@@ -404,11 +468,11 @@ mod tests {
             table: &table,
             now,
         };
-        let stored = src.point("eis", cp, Some(41), Some(counts));
+        let stored = src.point("eis", cp, &[(0, 41)], Some(counts));
         let fresh = src.point(
             "billing",
             ControlPoint::initial("Billing"),
-            Some(0),
+            &[],
             Some(StatusCounts::default()),
         );
         Status {
@@ -496,5 +560,70 @@ mod tests {
         assert_eq!(fresh["state"], "FORWARD");
         assert_eq!(fresh["epoch"], 0);
         assert!(fresh["since"].is_null() && fresh["by"].is_null() && fresh["trigger"].is_null());
+    }
+
+    #[test]
+    fn a_replay_shows_its_progress_per_partition_and_its_eta() {
+        let now = 1_740_821_400_000;
+        let layouts = Layouts {
+            layouts: HashMap::from([(
+                "Eis".to_string(),
+                sfwd::admin::StoredLayout {
+                    topic: "hr.stored.Eis".into(),
+                    partitions: 1,
+                    sources: vec![("hr.get".into(), 0)],
+                },
+            )]),
+            stored_exists: HashMap::from([("Eis".to_string(), true)]),
+        };
+        let table = ControlTable::open(Arc::new(MemoryStore::default()), "c", "r").unwrap();
+        table
+            .apply_replay(
+                &replay_key("Eis", "hr.get", 0),
+                sfwd::control::ReplayProgress {
+                    next_offset: 400,
+                    started_epoch: 2,
+                    started_offset: 0,
+                    started_ms: now - 4_000,
+                    open: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let topology = sfwd::topology::check_str(
+            "application: hr\nkafka: { bootstrap: k:9092 }\nservices:\n  eis:\n    binding: { kafka: { topic: out } }\n    store_and_forward: { control_point: Eis, replay: { rate: 100/s } }\n    interfaces: { Query: { operations: { get: { topic: hr.get } } } }\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .topology
+        .expect("valid");
+        let mut cp = ControlPoint::initial("Eis");
+        cp.replaying = true;
+        cp.epoch = 2;
+        cp.since_ms = now - 5_000;
+        let src = Sources {
+            topology: &topology,
+            layouts: &layouts,
+            table: &table,
+            now,
+        };
+        let point = src.point("eis", cp, &[(0, 1_000)], None);
+        assert_eq!(point.stored_backlog, Some(600));
+        let text = render_status(&Status {
+            application: "hr".into(),
+            bootstrap: "k:9092".into(),
+            at: format_utc(now),
+            at_ms: now,
+            control_points: vec![point],
+            notes: vec![],
+        });
+        assert!(
+            text.contains("0/1 partitions, 400/1000, 100/s, ETA 6s"),
+            "{text}"
+        );
+        assert!(text.contains("Eis: replay at 100/s\n"), "{text}");
+        assert!(
+            text.contains("hr.get/0   400       1000   100/s  6s"),
+            "{text}"
+        );
     }
 }
