@@ -13,7 +13,7 @@ use super::backlog::backlog;
 use super::error::ApiError;
 use super::progress::replay_view;
 use super::{not_ready, AdminSettings, AdminState};
-use crate::control::{replay_key, Command, CommandKind, ControlPoint, Mode, Outcome};
+use crate::control::{replay_key, Command, CommandKind, ControlPoint, Mode, Outcome, Pace};
 use crate::rules::ChainElement;
 
 /// Header naming the operator of a store/forward request, when the body
@@ -110,6 +110,29 @@ pub struct CommandOutcome {
 struct CommandBody {
     /// Who asks; recorded as `operator:<name>`.
     operator: Option<String>,
+    /// For forward and pace: the replay's cap across the cluster
+    /// (`500/s`, `600/min`, `unlimited`; for pace also `default`).
+    rate: Option<String>,
+}
+
+/// The `rate` of a command body: `None` when absent, `Some(None)` for
+/// `default` (the topology's).
+fn requested_pace(body: &[u8]) -> Result<Option<Option<Pace>>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let parsed: CommandBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("unreadable body: {e}"))
+            .hint(r#"send JSON like {"operator": "alice", "rate": "200/s"}"#)
+    })?;
+    match parsed.rate.as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("default") => Ok(Some(None)),
+        Some(rate) => rate.parse::<Pace>().map(|p| Some(Some(p))).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("`rate`: {e}"))
+                .hint("e.g. \"200/s\", \"600/min\", \"unlimited\" or \"default\"")
+        }),
+    }
 }
 
 pub(super) async fn list(State(state): State<AdminState>) -> Json<ControlPointsView> {
@@ -161,6 +184,73 @@ pub(super) async fn forward(
     command(state, name, &headers, &body, Mode::Forward).await
 }
 
+/// `POST /api/control-points/{name}/pace` with `{"rate": "50/s"}`: the
+/// pace of the running replay (or, while storing, of the next one).
+pub(super) async fn pace(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
+    let s = state.settings();
+    let service = find(s, &name)?;
+    if !s.table.is_ready() {
+        return Err(not_ready());
+    }
+    let operator = operator(&headers, &body)?;
+    let Some(pace) = requested_pace(&body)? else {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "no `rate` given").hint(
+                r#"send JSON like {"rate": "50/s"}, {"rate": "unlimited"} or {"rate": "default"}"#,
+            ),
+        );
+    };
+    let current = s.table.get(&name);
+    let command = state.operator_command(&operator, CommandKind::Pace(pace), current.epoch);
+    match current.clone().apply(&command) {
+        Outcome::Applied { .. } => {}
+        Outcome::NoOp(why) => {
+            let view = state.counted_view(&service, current).await;
+            return Ok(answer(StatusCode::OK, "no-op", why.to_string(), None, view));
+        }
+        Outcome::Refused(_) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("`{name}` is FORWARD with nothing to replay: a pace applies to a replay"),
+            )
+            .hint("set it while the control point is storing to pace the next replay"))
+        }
+    }
+    let now = state.publish_and_wait(&name, &command).await?;
+    let id = Some(command.id.clone());
+    let view = state.counted_view(&service, now.clone()).await;
+    if now.command_id == id {
+        let pace = view
+            .replay
+            .as_ref()
+            .and_then(|r| r.pace.clone())
+            .unwrap_or_else(|| "no cap".into());
+        let message = format!("`{name}` replays at {pace}");
+        Ok(answer(StatusCode::OK, "applied", message, id, view))
+    } else {
+        Ok(answer(
+            StatusCode::ACCEPTED,
+            "pending",
+            pending_message(s),
+            id,
+            view,
+        ))
+    }
+}
+
+fn pending_message(s: &AdminSettings) -> String {
+    format!(
+        "command published; the control writer has not applied it within {:?}. It is \
+         applied when the instance that owns the control point's command partition reads it",
+        s.decision_timeout
+    )
+}
+
 /// Publishes an operator command, unless the control point is already
 /// where it asks (the state machine's no-op), and waits a little for the
 /// control writer to apply it.
@@ -177,19 +267,25 @@ async fn command(
         return Err(not_ready());
     }
     let operator = operator(headers, body)?;
+    let pace = requested_pace(body)?;
     let current = s.table.get(&name);
-    let at_ms = crate::clock::now_ms();
-    let n = state.inner.commands_sent.fetch_add(1, Ordering::Relaxed);
-    let by = format!("operator:{operator}");
-    let command = Command {
-        id: format!("{by}@{}-{at_ms}-{n}", s.instance),
-        kind: match wanted {
-            Mode::Store => CommandKind::Store,
-            Mode::Forward => CommandKind::Forward,
-        },
-        observed_epoch: current.epoch,
-        by,
-        at_ms,
+    let kind = match wanted {
+        Mode::Store => CommandKind::Store,
+        Mode::Forward => CommandKind::Forward,
+    };
+    let command = state.operator_command(&operator, kind, current.epoch);
+    let paced = match (wanted, pace) {
+        (Mode::Store, Some(_)) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "`rate` applies to forward and pace, not store")
+                .hint("send it with forward, or to /pace"))
+        }
+        (Mode::Forward, Some(_)) if current.mode == Mode::Forward => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("`{name}` is already forwarding: change the pace of its replay with POST /api/control-points/{name}/pace"),
+            ))
+        }
+        (_, pace) => pace.map(|p| state.operator_command(&operator, CommandKind::Pace(p), current.epoch)),
     };
     // The state machine decides whether there is anything to do; the
     // control writer decides again on the state it holds.
@@ -206,27 +302,12 @@ async fn command(
         }
         Outcome::Refused(why) => return Err(ApiError::new(StatusCode::CONFLICT, why.to_string())),
     }
-    let mut changes = s.table.subscribe();
-    s.commands.send(&name, &command).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("cannot publish the {} command: {e}", command.kind.name()),
-        )
-        .hint("is the Kafka cluster reachable from this instance?")
-    })?;
-    tracing::info!(control_point = %name, command = command.kind.name(), by = %command.by, id = %command.id, "operator command published");
-    let deadline = tokio::time::sleep(s.decision_timeout);
-    tokio::pin!(deadline);
-    loop {
-        if s.table.get(&name).command_id.as_deref() == Some(command.id.as_str()) {
-            break;
-        }
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { break },
-            _ = &mut deadline => break,
-        }
+    if let Some(paced) = &paced {
+        // Applied before the forward, in the same partition: the replay
+        // starts at this pace.
+        state.publish(&name, paced).await?;
     }
-    let now = s.table.get(&name);
+    let now = state.publish_and_wait(&name, &command).await?;
     let id = Some(command.id.clone());
     let (status, result, message) = if now.command_id == id {
         let message = match now.mode {
@@ -247,12 +328,7 @@ async fn command(
         );
         (StatusCode::OK, "no-op", message)
     } else {
-        let message = format!(
-            "command published; the control writer has not applied it within {:?}. It is \
-             applied when the instance that owns the control point's command partition reads it",
-            s.decision_timeout
-        );
-        (StatusCode::ACCEPTED, "pending", message)
+        (StatusCode::ACCEPTED, "pending", pending_message(s))
     };
     let after = state.counted_view(&service, now).await;
     Ok(answer(status, result, message, id, after))
@@ -398,6 +474,61 @@ fn view(
 }
 
 impl AdminState {
+    /// A command from `operator`, with an id unique to this server.
+    fn operator_command(&self, operator: &str, kind: CommandKind, observed_epoch: u64) -> Command {
+        let at_ms = crate::clock::now_ms();
+        let n = self.inner.commands_sent.fetch_add(1, Ordering::Relaxed);
+        let by = format!("operator:{operator}");
+        Command {
+            id: format!("{by}@{}-{at_ms}-{n}", self.settings().instance),
+            kind,
+            observed_epoch,
+            by,
+            at_ms,
+        }
+    }
+
+    /// Publishes `command` for control point `name`.
+    async fn publish(&self, name: &str, command: &Command) -> Result<(), ApiError> {
+        self.settings()
+            .commands
+            .send(name, command)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("cannot publish the {} command: {e}", command.kind.name()),
+                )
+                .hint("is the Kafka cluster reachable from this instance?")
+            })?;
+        tracing::info!(control_point = %name, command = command.kind.name(), by = %command.by, id = %command.id, "operator command published");
+        Ok(())
+    }
+
+    /// Publishes `command` and waits, at most the decision timeout, for the
+    /// control writer to apply it; returns the state then.
+    async fn publish_and_wait(
+        &self,
+        name: &str,
+        command: &Command,
+    ) -> Result<ControlPoint, ApiError> {
+        let s = self.settings();
+        let mut changes = s.table.subscribe();
+        self.publish(name, command).await?;
+        let deadline = tokio::time::sleep(s.decision_timeout);
+        tokio::pin!(deadline);
+        loop {
+            if s.table.get(name).command_id.as_deref() == Some(command.id.as_str()) {
+                break;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = &mut deadline => break,
+            }
+        }
+        Ok(s.table.get(name))
+    }
+
     /// The view of one control point's `state`, with its backlog and
     /// failed count.
     async fn counted_view(&self, service: &str, state: ControlPoint) -> ControlPointView {

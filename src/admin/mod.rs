@@ -156,6 +156,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/control-points/{name}", get(api::one))
         .route("/api/control-points/{name}/store", post(api::store))
         .route("/api/control-points/{name}/forward", post(api::forward))
+        .route("/api/control-points/{name}/pace", post(api::pace))
         .route("/api/failed", get(failed::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -713,3 +713,100 @@ async fn an_unreadable_failed_topic_is_a_bad_gateway() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["control_points"][0]["failed"], Value::Null);
 }
+
+#[tokio::test]
+async fn forward_with_a_rate_paces_the_replay_and_pace_changes_it() {
+    let f = ready(Writer::default());
+    json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/store",
+        "",
+    )
+    .await;
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/forward",
+        r#"{"operator": "ana", "rate": "250/s"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["result"], "applied");
+    assert_eq!(v["control_point"]["replay"]["pace"], "250/s");
+    assert_eq!(v["control_point"]["replay"]["pace_overridden"], true);
+    let kinds: Vec<&str> = f
+        .writer
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, c)| c.kind.name())
+        .collect();
+    assert_eq!(kinds, ["store", "pace", "forward"], "the pace goes first");
+
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/pace",
+        r#"{"rate": "50/s"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["message"], "`EmployeeData` replays at 50/s");
+    assert_eq!(
+        f.table.get("EmployeeData").pace.unwrap().to_string(),
+        "50/s"
+    );
+
+    // Forward again while replaying: change the pace with /pace instead.
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/forward",
+        r#"{"rate": "10/s"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("/pace"), "{v}");
+}
+
+#[tokio::test]
+async fn a_pace_is_refused_when_there_is_nothing_to_replay_or_it_does_not_read() {
+    let f = ready(Writer::default());
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/pace",
+        r#"{"rate": "50/s"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/pace",
+        r#"{"rate": "fast"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("`fast` is not a rate"),
+        "{v}"
+    );
+    let (status, _) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/store",
+        r#"{"rate": "5/s"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        f.writer.sent.lock().unwrap().is_empty(),
+        "nothing published"
+    );
+}
