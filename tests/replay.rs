@@ -263,6 +263,22 @@ async fn a_paced_replay_killed_midway_resumes_and_finishes() {
     assert!(repeats <= bound, "{repeats} repeats, bound {bound}");
 }
 
+/// `sfwd control status --output json` of `app`.
+fn control_status(app: &App) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sfwd"))
+        .args(["control", "status", "--output", "json", "--topology"])
+        .arg(&app.topology)
+        .env("SFWD_BOOTSTRAP", common::bootstrap())
+        .output()
+        .expect("run sfwd control status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 /// The most requests that arrived within any window of `width`.
 fn busiest_window(times: &[SystemTime], width: Duration) -> usize {
     let mut times = times.to_vec();
@@ -286,6 +302,22 @@ async fn a_paced_replay_stays_within_its_cluster_wide_rate() {
     let mut instances = start_all(&app, &["a", "b", "c"]);
     let (stored_epoch, ids) = park(&app, "Eis", &mut instances, 2_000).await;
     operator(&app, "Eis", CommandKind::Forward).await;
+
+    // Midway, `sfwd control status` shows how far it got and what is left.
+    sim.wait_for(500, Duration::from_secs(60))
+        .await
+        .expect("the replay started");
+    let status = control_status(&app);
+    let replay = &status["control_points"][0]["replay"];
+    assert_eq!(replay["total"], 2_000, "{replay}");
+    assert_eq!(replay["pace"], "100/s", "{replay}");
+    let replayed = replay["replayed"].as_u64().unwrap();
+    assert!((500..2_000).contains(&replayed), "{replay}");
+    let rate = replay["rate_per_second"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate <= 110.0, "{replay}");
+    assert!(replay["eta_seconds"].as_u64().is_some(), "{replay}");
+    assert_eq!(replay["by_partition"].as_array().unwrap().len(), 12);
+
     sim.wait_for(ids.len(), Duration::from_secs(180))
         .await
         .expect("every stored request replayed");

@@ -319,6 +319,19 @@ async fn forward_from_the_page_replays_the_backlog() {
                 .is_some_and(|t| t.contains("ServiceUnavailableException")),
             "the trigger's rule is shown: {trigger}"
         );
+        // While storing, the trigger's error is the live problem, in full.
+        let error = b.eval(&field("trigger-error"));
+        assert!(
+            error.as_str().is_some_and(
+                |e| e.starts_with("ServiceUnavailableException: ") && e.contains("503")
+            ),
+            "the error of the trigger is shown in full: {error}"
+        );
+        assert_eq!(
+            b.eval(&field("trigger-history")),
+            "",
+            "not history while storing"
+        );
         b.screenshot("storing");
 
         // Forward, confirmed in the dialog.
@@ -350,6 +363,13 @@ async fn forward_from_the_page_replays_the_backlog() {
             ),
             "{cause}"
         );
+        // After recovery the trigger is history, not a live problem.
+        b.wait_until(
+            "the trigger shown as history",
+            Duration::from_secs(10),
+            &shows("trigger-history", "resolved"),
+        );
+        assert_eq!(b.eval(&field("trigger-error")), "");
         b.screenshot("forwarded");
     });
     page.await.unwrap();
