@@ -203,6 +203,11 @@ impl Topology {
         format!("{}.replay", self.application)
     }
 
+    /// `<app>.skips`: the stored requests operators skipped (compacted).
+    pub fn skips_topic(&self) -> String {
+        format!("{}.skips", self.application)
+    }
+
     /// The index in `services` of the service called `name`.
     pub fn service_index(&self, name: &str) -> Option<usize> {
         self.services.iter().position(|s| s.name == name)
