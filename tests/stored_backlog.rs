@@ -130,7 +130,7 @@ async fn a_skipped_request_never_reaches_the_target_and_fails_once() {
 
     // Filters.
     let by_key = cli_json(&app, &["stored", "list", "Eis", "--key", &victim_key]).await;
-    assert_eq!(ids(&by_key), [victim_id.clone()]);
+    assert_eq!(ids(&by_key), [victim_id.as_str()]);
     let p = victim.source.partition.to_string();
     let by_partition = cli_json(&app, &["stored", "list", "Eis", "--partition", &p]).await;
     let in_partition = stored
@@ -234,7 +234,7 @@ async fn a_skipped_request_never_reaches_the_target_and_fails_once() {
     assert_eq!(s.value, victim.value);
     assert_eq!(s.source, victim.source);
     let listed = cli_json(&app, &["failed", "list", "--reason", "skipped"]).await;
-    assert_eq!(ids(&listed), [victim_id.clone()]);
+    assert_eq!(ids(&listed), [victim_id.as_str()]);
 
     // After the replay: skipped stays skipped, the others are replayed.
     let all = cli_json(&app, &["stored", "list", "Eis", "--all"]).await;
