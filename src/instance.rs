@@ -21,7 +21,7 @@ use crate::kafka::{self, TopicSpec};
 use crate::pipeline::{self, route::Routes};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::store::RocksStore;
-use crate::stored::{self, Skips};
+use crate::stored::{self, Skips, StoredBacklog};
 use crate::topology::{Binding, Topology};
 
 /// How to run an instance.
@@ -158,6 +158,10 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             decision_timeout: ADMIN_DECISION_TIMEOUT,
             failed: Some(Arc::new(
                 FailedEvents::new(&topology).context("the admin server's failed-event reader")?,
+            )),
+            stored: Some(Arc::new(
+                StoredBacklog::new(&topology)
+                    .context("the admin server's stored-backlog reader")?,
             )),
         });
         let stop = shutdown.listener();

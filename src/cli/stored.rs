@@ -10,11 +10,11 @@
 //! message, control_point, source}` where `result` is one of `skipped`,
 //! `already-skipped`, `not-found`, `already-replayed`, `failed`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sfwd::failed::time::{format_age, format_utc, parse_instant};
 use sfwd::stored::{
-    decode_value, DecodedValue, RecordAt, SkipReport, StoredBacklog, StoredEntry, StoredError,
-    StoredFilter,
+    decode_value, detail_json, DecodedValue, RecordAt, SkipReport, StoredBacklog, StoredEntry,
+    StoredError, StoredFilter,
 };
 use sfwd::topology::Topology;
 
@@ -240,23 +240,8 @@ fn render_list(entries: &[&StoredEntry], now: i64) -> String {
 async fn show(args: ShowArgs) -> Result<u8, Failure> {
     let topology = args.target.load()?;
     let backlog = StoredBacklog::new(&topology)?.load(&[]).await?;
-    let found: Vec<(&StoredEntry, &str)> = backlog
-        .views
-        .iter()
-        .flat_map(|v| v.with_id(&args.request_id).map(move |e| (e, v.topic())))
-        .collect();
-    // The one still waiting, if any: a resubmitted copy stored again keeps
-    // the request id.
-    let Some(&(entry, topic)) = found
-        .iter()
-        .find(|(e, _)| !e.replayed)
-        .or_else(|| found.last())
-    else {
-        let ids = backlog
-            .views
-            .iter()
-            .flat_map(|v| v.entries().iter().map(StoredEntry::request_id));
-        let hint = match sfwd::topology::did_you_mean(&args.request_id, ids) {
+    let Some((entry, view, with_id)) = backlog.find(&args.request_id) else {
+        let hint = match backlog.closest_id(&args.request_id) {
             Some(c) => format!("did you mean `{c}`?"),
             None => "`sfwd stored list CP --all` lists the request ids".to_string(),
         };
@@ -265,28 +250,23 @@ async fn show(args: ShowArgs) -> Result<u8, Failure> {
             args.request_id
         )));
     };
+    let topic = view.topic();
     let decoded = decode_value(&topology, &entry.request);
     match args.output {
-        Output::Json => {
-            let mut v = entry.to_json(topic, true);
-            let (value, error) = match &decoded {
-                DecodedValue::Avro(v) => (v.clone(), Value::Null),
-                DecodedValue::Raw => (Value::Null, Value::Null),
-                DecodedValue::Undecodable(e) => (Value::Null, json!(e)),
-            };
-            v["decoded_value"] = value;
-            v["decode_error"] = error;
-            println!("{}", serde_json::to_string_pretty(&v).expect("plain data"));
-        }
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&detail_json(&topology, entry, topic))
+                .expect("plain data")
+        ),
         Output::Table => {
             print!(
                 "{}",
                 render_show(entry, topic, &decoded, sfwd::clock::now_ms())
             );
-            if found.len() > 1 {
+            if with_id > 1 {
                 println!(
                     "({} with this request id in the stored topics: a resubmitted copy was stored again)",
-                    count(found.len(), "stored request")
+                    count(with_id, "stored request")
                 );
             }
         }
@@ -398,7 +378,7 @@ async fn skip(args: SkipArgs) -> Result<u8, Failure> {
     let reports = backlog.skip(&args.request_ids, &by).await?;
     match args.output {
         Output::Json => {
-            let v: Vec<Value> = reports.iter().map(report_json).collect();
+            let v: Vec<Value> = reports.iter().map(SkipReport::to_json).collect();
             println!("{}", serde_json::to_string_pretty(&v).expect("plain data"));
         }
         Output::Table => {
@@ -422,19 +402,10 @@ async fn skip(args: SkipArgs) -> Result<u8, Failure> {
     })
 }
 
-fn report_json(r: &SkipReport) -> Value {
-    json!({
-        "request_id": r.request_id,
-        "result": r.kind(),
-        "message": r.to_string(),
-        "control_point": r.control_point,
-        "source": r.source.as_ref().map(|s| json!({"topic": s.topic, "partition": s.partition, "offset": s.offset})),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use sfwd::records::{Header, SourcePosition, StoredRequest};
     use sfwd::stored::StoredView;
 

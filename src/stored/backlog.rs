@@ -8,7 +8,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 
-use super::view::{RecordAt, StoredView};
+use super::view::{RecordAt, StoredEntry, StoredView};
 use crate::control::ReplayProgress;
 use crate::failed::{read_to_end, FailedError, RawRecord};
 use crate::kafka::{self, TopicSpec};
@@ -49,6 +49,40 @@ impl Backlog {
         self.views
             .iter()
             .find(|v| v.control_point() == control_point)
+    }
+}
+
+impl Backlog {
+    /// The stored request `request_id` with its view: the one the replay
+    /// has not passed if there is one (a resubmitted copy stored again
+    /// keeps the request id), else the last one; and how many stored
+    /// requests have this id.
+    pub fn find(&self, request_id: &str) -> Option<(&StoredEntry, &StoredView, usize)> {
+        let found: Vec<(&StoredEntry, &StoredView)> = self
+            .views
+            .iter()
+            .flat_map(|v| {
+                v.entries()
+                    .iter()
+                    .filter(|e| e.request_id() == request_id)
+                    .map(move |e| (e, v))
+            })
+            .collect();
+        let (entry, view) = found
+            .iter()
+            .find(|(e, _)| !e.replayed)
+            .or_else(|| found.last())
+            .copied()?;
+        Some((entry, view, found.len()))
+    }
+
+    /// The known request id closest to `request_id`, for a did-you-mean.
+    pub fn closest_id(&self, request_id: &str) -> Option<&str> {
+        let ids = self
+            .views
+            .iter()
+            .flat_map(|v| v.entries().iter().map(StoredEntry::request_id));
+        crate::topology::did_you_mean(request_id, ids)
     }
 }
 

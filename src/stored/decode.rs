@@ -5,6 +5,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
 use serde_json::Value;
 
+use super::view::StoredEntry;
 use crate::records::{fingerprint, EofTracking, StoredRequest, HEADER_LEN, MAGIC};
 use crate::topology::Topology;
 
@@ -47,6 +48,21 @@ pub fn decode_value(topology: &Topology, request: &StoredRequest) -> DecodedValu
         Ok(v) => DecodedValue::Avro(v),
         Err(e) => DecodedValue::Undecodable(e),
     }
+}
+
+/// The entry's JSON with `full` (see [`crate::stored`]) plus
+/// `decoded_value` (the value decoded with the operation's input schema,
+/// or null) and `decode_error` (why it did not decode, or null).
+pub fn detail_json(topology: &Topology, entry: &StoredEntry, stored_topic: &str) -> Value {
+    let mut v = entry.to_json(stored_topic, true);
+    let (value, error) = match decode_value(topology, &entry.request) {
+        DecodedValue::Avro(v) => (v, Value::Null),
+        DecodedValue::Raw => (Value::Null, Value::Null),
+        DecodedValue::Undecodable(e) => (Value::Null, Value::String(e)),
+    };
+    v["decoded_value"] = value;
+    v["decode_error"] = error;
+    v
 }
 
 /// An Avro binary datum of `schema`, optionally in single-object encoding,

@@ -63,7 +63,7 @@ mod skips;
 mod view;
 
 pub use backlog::{Backlog, StoredBacklog, StoredError};
-pub use decode::{decode_value, DecodedValue};
+pub use decode::{decode_value, detail_json, DecodedValue};
 pub use skip::{SkipReport, SkipResult};
 pub use skips::{run_reader as run_skips_reader, Skips, SkipsError};
 pub use view::{RecordAt, StoredEntry, StoredFilter, StoredStatus, StoredView};

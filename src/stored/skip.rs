@@ -90,6 +90,24 @@ impl SkipReport {
     }
 }
 
+impl SkipReport {
+    /// `{request_id, result, message, control_point, source}`, as the CLI
+    /// and the admin API print it; `result` is [`SkipReport::kind`].
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "request_id": self.request_id,
+            "result": self.kind(),
+            "message": self.to_string(),
+            "control_point": self.control_point,
+            "source": self.source.as_ref().map(|s| serde_json::json!({
+                "topic": s.topic,
+                "partition": s.partition,
+                "offset": s.offset,
+            })),
+        })
+    }
+}
+
 impl fmt::Display for SkipReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let id = &self.request_id;
