@@ -1,6 +1,6 @@
-//! One `sfwd run` instance: the topics, the local store, and the three
-//! tasks (control table reader, control writer, pipeline), supervised
-//! together: when one fails, the others are stopped.
+//! One `sfwd run` instance: the topics, the local store, and its tasks
+//! (control table reader, skips reader, control writer, pipeline, admin
+//! server), supervised together: when one fails, the others are stopped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use crate::kafka::{self, TopicSpec};
 use crate::pipeline::{self, route::Routes};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::store::RocksStore;
+use crate::stored::{self, Skips, StoredBacklog};
 use crate::topology::{Binding, Topology};
 
 /// How to run an instance.
@@ -106,6 +107,21 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             )
         });
     }
+    let skips = Skips::new(
+        &topology.skips_topic(),
+        kafka::skips_reader_config(&base, &instance),
+    );
+    {
+        let (skips, stop) = (skips.clone(), shutdown.listener());
+        tasks.spawn(async move {
+            (
+                "skips reader",
+                stored::run_skips_reader(skips, stop)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
     {
         let control_points = topology
             .control_points()
@@ -143,6 +159,10 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             failed: Some(Arc::new(
                 FailedEvents::new(&topology).context("the admin server's failed-event reader")?,
             )),
+            stored: Some(Arc::new(
+                StoredBacklog::new(&topology)
+                    .context("the admin server's stored-backlog reader")?,
+            )),
         });
         let stop = shutdown.listener();
         tasks.spawn(async move {
@@ -156,7 +176,9 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
     }
     tracing::info!(instance = %instance, "loading the control state");
     tokio::select! {
-        _ = table.wait_ready() => {}
+        loaded = async { table.wait_ready().await; skips.wait_ready().await } => {
+            loaded.context("loading the skipped stored requests")?;
+        }
         Some(joined) = tasks.join_next() => {
             let (name, result) = joined.context("task panicked")?;
             result.with_context(|| format!("{name} stopped before the control state was loaded"))?;
@@ -201,6 +223,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             routes: Routes::new(&topology),
             targets: targets(&topology, &producer)?,
             table: table.clone(),
+            skips: skips.clone(),
             publisher: publisher.clone(),
             producer: producer.clone(),
             instance: instance.clone(),
@@ -273,6 +296,7 @@ async fn prepare_topics(
         spec(topology.control_topic(), 1, true),
         spec(topology.commands_topic(), p, false),
         spec(topology.replay_topic(), 1, true),
+        spec(topology.skips_topic(), 1, true),
     ];
     for (_, sf) in topology.control_points() {
         specs.push(spec(topology.stored_topic(&sf.control_point), p, false));

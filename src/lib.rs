@@ -17,6 +17,9 @@
 //! - [`failed`] is the failed-event manager: failed events collapsed per
 //!   request id, and operators' resubmit and discard actions, kept on
 //!   `<app>.failed-actions`.
+//! - [`stored`] shows the stored backlog of each control point, and skips
+//!   one stored request (it goes to the failed events instead), with the
+//!   skips kept on `<app>.skips`.
 //! - [`records`] encodes the Avro records that travel through Kafka (stored
 //!   requests, failed events, control commands and states), from the
 //!   schemas in `schemas/`.
@@ -37,6 +40,7 @@ pub mod records;
 pub mod rules;
 pub mod shutdown;
 pub mod store;
+pub mod stored;
 pub mod target_sim;
 pub mod telemetry;
 pub mod topology;

@@ -43,6 +43,9 @@ enum Command {
     Control(cli::control::Args),
     /// List, show, resubmit and discard failed events.
     Failed(cli::failed::Args),
+    /// List and show the stored requests of a control point, and skip one
+    /// so that it is never replayed.
+    Stored(cli::stored::Args),
     /// Play a target service over HTTP: answer requests, record them, and
     /// switch between up and the failure modes on command.
     TargetSim(cli::target_sim::Args),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Control(args) => cli::control::run(args),
         Command::Failed(args) => cli::failed::run(args),
+        Command::Stored(args) => cli::stored::run(args),
         Command::TargetSim(args) => cli::target_sim::run(args),
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use sfwd::records::{
     AvroRecord, Cause, CommandKind, ControlCommand, ControlStateRecord, FailedAction,
     FailedActionKind, FailedEvent, FailureReason, Header, Mode, SourcePosition, StoredRequest,
-    TriggerInfo, HEADER_LEN, MAGIC,
+    StoredSkip, TriggerInfo, HEADER_LEN, MAGIC,
 };
 use sfwd::rules::{ChainElement, ExceptionChain};
 
@@ -52,6 +52,7 @@ fn records() -> Vec<(&'static str, &'static Schema)> {
         ("control_command.avsc", ControlCommand::schema()),
         ("control_state.avsc", ControlStateRecord::schema()),
         ("failed_action.avsc", FailedAction::schema()),
+        ("stored_skip.avsc", StoredSkip::schema()),
     ]
 }
 
@@ -414,6 +415,21 @@ fn failed_action_fingerprint_and_evolution() {
             claim_offset: None,
             resubmitted_to: None,
             ..action()
+        },
+    );
+}
+
+#[test]
+fn stored_skip_fingerprint_and_evolution() {
+    check_fingerprint_and_evolution(
+        "stored_skip.avsc",
+        &StoredSkip {
+            request_id: "orders/3/42".into(),
+            control_point: "billing-cp".into(),
+            source: source(),
+            skip_id: "operator:ana-1-2a-0".into(),
+            skipped_by: "operator:ana".into(),
+            skipped_at: 1_700_000_000_456,
         },
     );
 }

@@ -353,7 +353,7 @@ fn answer(
 }
 
 /// The service of control point `name`, or a 404 with a did-you-mean.
-fn find(s: &AdminSettings, name: &str) -> Result<String, ApiError> {
+pub(super) fn find(s: &AdminSettings, name: &str) -> Result<String, ApiError> {
     if let Some((service, _)) = s
         .topology
         .control_points()
@@ -380,7 +380,7 @@ fn find(s: &AdminSettings, name: &str) -> Result<String, ApiError> {
 
 /// The operator's name: the body's `operator`, else the operator header,
 /// else `admin-http`.
-fn operator(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+pub(super) fn operator(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {

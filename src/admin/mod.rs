@@ -12,17 +12,22 @@
 //! | `POST /api/control-points/{name}/store` | operator `store` |
 //! | `POST /api/control-points/{name}/forward` | operator `forward` |
 //! | `GET /api/failed` | the failed events |
+//! | `GET /api/control-points/{name}/stored` | a page of the control point's stored requests |
+//! | `GET /api/stored/{id}` | one stored request, its value decoded |
+//! | `POST /api/stored/{id}/skip` | skip a stored request: never replayed, one failed event |
 //!
 //! [`router`] builds the routes over an [`AdminState`] and needs no socket,
 //! so tests drive it with `oneshot`; [`serve`] runs it on a listener until
-//! shutdown. The state reaches Kafka only through [`CommandSink`] and
-//! [`StoredOffsets`], which tests replace.
+//! shutdown. The state reaches Kafka only through [`CommandSink`],
+//! [`StoredOffsets`], [`FailedSource`] and [`StoredSource`], which tests
+//! replace.
 
 mod api;
 mod backlog;
 mod error;
 mod failed;
 mod progress;
+mod stored;
 
 pub use api::{
     CommandOutcome, ControlPointView, ControlPointsView, PartitionReplay, ReplayView, TriggerView,
@@ -32,6 +37,7 @@ pub use backlog::{backlog, layouts, KafkaOffsets, StoredLayout, StoredOffsets};
 pub use error::ApiError;
 pub use failed::FailedSource;
 pub use progress::replay_view;
+pub use stored::StoredSource;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -101,6 +107,9 @@ pub struct AdminSettings {
     /// Where `/api/failed` and the failed counts read the failed events;
     /// without one, `/api/failed` answers 501.
     pub failed: Option<Arc<dyn FailedSource>>,
+    /// Where the stored-backlog endpoints read and skip; without one they
+    /// answer 501.
+    pub stored: Option<Arc<dyn StoredSource>>,
     /// How long a store/forward request waits for the control writer to
     /// apply its command before answering `pending`.
     pub decision_timeout: Duration,
@@ -158,6 +167,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/control-points/{name}/forward", post(api::forward))
         .route("/api/control-points/{name}/pace", post(api::pace))
         .route("/api/failed", get(failed::list))
+        .route("/api/control-points/{name}/stored", get(stored::list))
+        .route("/api/stored/{id}", get(stored::one))
+        .route("/api/stored/{id}/skip", post(stored::skip))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -256,13 +268,16 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
     .hint(
         "endpoints: / /healthz /readyz /metrics /api/control-points \
-         /api/control-points/{name}[/store|/forward] /api/failed",
+         /api/control-points/{name}[/store|/forward|/stored] /api/failed \
+         /api/stored/{id}[/skip]",
     )
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     let hint = if uri.path().ends_with("/store") || uri.path().ends_with("/forward") {
         "store and forward are POST requests"
+    } else if uri.path().ends_with("/skip") {
+        "skip is a POST request"
     } else {
         "this endpoint answers GET"
     };
@@ -275,3 +290,6 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stored_tests;

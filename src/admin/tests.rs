@@ -179,6 +179,7 @@ fn fixture_with(writer: Writer, offsets: Offsets, failed: Option<Failed>) -> Fix
         metrics: crate::telemetry::install(),
         decision_timeout: Duration::from_millis(200),
         failed: failed.map(|f| Arc::new(f) as Arc<dyn FailedSource>),
+        stored: None,
     });
     Fixture {
         table,

@@ -127,8 +127,10 @@ pub enum Failure {
         body: Vec<u8>,
         /// The `Content-Type` header of the answer, if any.
         content_type: Option<String>,
-        /// The answer's `Retry-After`, as a wait from when it arrived.
-        retry_after: Option<Duration>,
+        /// The answer's `Retry-After`, in whole seconds from when it
+        /// arrived (a date is turned into the seconds until it; at most
+        /// about 18 hours).
+        retry_after_secs: Option<u16>,
     },
     /// The TCP connection was refused or reset before a request was sent.
     ConnectRefused {
@@ -498,7 +500,7 @@ mod tests {
             reason: reason.into(),
             body: body.to_vec(),
             content_type: content_type.map(str::to_string),
-            retry_after: None,
+            retry_after_secs: None,
         }
     }
 

@@ -177,11 +177,12 @@ impl HttpTarget {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let retry_after = answer
+        let retry_after_secs = answer
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+            .map(|wait| wait.as_secs().min(u64::from(u16::MAX)) as u16);
         if status.is_success() {
             let body = match tokio::time::timeout_at(deadline, answer.bytes()).await {
                 Err(_) => return Err(self.timeout_failure()),
@@ -204,7 +205,7 @@ impl HttpTarget {
                 reason: status.canonical_reason().unwrap_or("").to_string(),
                 body,
                 content_type,
-                retry_after,
+                retry_after_secs,
             })
         }
     }

@@ -138,7 +138,7 @@ mod tests {
             reason: String::new(),
             body: Vec::new(),
             content_type: None,
-            retry_after: None,
+            retry_after_secs: None,
         }
     }
 

@@ -60,7 +60,7 @@ struct FilterArgs {
     operation: Option<String>,
     /// Only events that failed for this reason (store-trigger,
     /// invocation-failed, malformed, unknown-operation, oversized,
-    /// missing-header, replay-failed).
+    /// missing-header, replay-failed, skipped).
     #[arg(long, value_name = "REASON")]
     reason: Option<FailureReason>,
     /// Only events that failed since then: a duration back from now

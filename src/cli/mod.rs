@@ -6,5 +6,6 @@ pub mod failed;
 pub mod logging;
 pub mod operator;
 pub mod run;
+pub mod stored;
 pub mod target_sim;
 pub mod validate;

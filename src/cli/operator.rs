@@ -1,5 +1,6 @@
-//! What the operator commands (`sfwd control`, `sfwd failed`) share: the
-//! topology and cluster they act on, output formats, tables, exit codes.
+//! What the operator commands (`sfwd control`, `sfwd failed`, `sfwd stored`)
+//! share: the topology and cluster they act on, output formats, tables,
+//! exit codes.
 
 use std::fmt;
 use std::io::IsTerminal;

@@ -85,8 +85,10 @@ mod view;
 pub use filter::{Filter, StatusFilter};
 pub use manager::FailedEvents;
 pub use read::FailedError;
+pub(crate) use read::{read_to_end, RawRecord};
 pub use report::{ActionReport, ActionResult, Progress, ResubmitOptions};
 pub use resubmit::{resubmission_headers, RESUBMITTED_FROM_HEADER};
+pub(crate) use view::bytes_json;
 pub use view::{
     base64, ActionAt, Attempt, AttemptState, Discard, FailedEntry, FailedView, ParseStatusError,
     Status, StatusCounts,

@@ -64,15 +64,16 @@ pub enum FailedError {
     },
 }
 /// One record as read.
-pub(super) struct RawRecord {
-    pub(super) partition: i32,
-    pub(super) offset: i64,
-    pub(super) payload: Option<Vec<u8>>,
+pub(crate) struct RawRecord {
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Option<Vec<u8>>,
 }
 
 /// Reads every partition of `topic` from the beginning to the end it has
 /// now (blocking). `None` when the topic does not exist.
-pub(super) fn read_to_end(
+pub(crate) fn read_to_end(
     config: ClientConfig,
     topic: &str,
     bootstrap: &str,
@@ -120,6 +121,7 @@ pub(super) fn read_to_end(
                     out.push(RawRecord {
                         partition: p,
                         offset,
+                        key: m.key().map(<[u8]>::to_vec),
                         payload: m.payload().map(<[u8]>::to_vec),
                     });
                 }

@@ -107,6 +107,14 @@ pub fn control_table_config(base: &ClientConfig, instance: &str) -> ClientConfig
     reader_config(&c, instance, "control-table")
 }
 
+/// Consumer settings for the reader of the skipped stored requests
+/// (`<app>.skips`): as quick to see a new record as the control table's.
+pub fn skips_reader_config(base: &ClientConfig, instance: &str) -> ClientConfig {
+    let mut c = base.clone();
+    c.or_set("fetch.wait.max.ms", CONTROL_TABLE_FETCH_WAIT_MS);
+    reader_config(&c, instance, "skips")
+}
+
 /// `fetch.wait.max.ms` of the control table's reader.
 pub const CONTROL_TABLE_FETCH_WAIT_MS: &str = "100";
 

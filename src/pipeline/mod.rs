@@ -41,6 +41,7 @@ use crate::bindings::Target;
 use crate::control::{CommandPublisher, ControlTable};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::StoreError;
+use crate::stored::{Skips, SkipsError};
 use crate::topology::Topology;
 pub use outputs::OutputError;
 use route::Routes;
@@ -62,9 +63,22 @@ pub enum PipelineError {
         #[source]
         source: KafkaError,
     },
+    /// The skipped stored requests could not be read before a replay.
+    #[error(transparent)]
+    Skips(SkipsError),
     /// Shutdown or revocation interrupted a record; it will be read again.
     #[error("stopped")]
     Stopped,
+}
+
+impl From<SkipsError> for PipelineError {
+    /// A skips reader that stopped means the instance is stopping.
+    fn from(e: SkipsError) -> Self {
+        match e {
+            SkipsError::Closed(_) => PipelineError::Stopped,
+            other => PipelineError::Skips(other),
+        }
+    }
 }
 
 /// Everything the workers share.
@@ -74,6 +88,9 @@ pub struct Context {
     /// The target of each service, by service index.
     pub targets: Vec<Target>,
     pub table: ControlTable,
+    /// The stored requests operators skipped: a replay settles them
+    /// without delivering them.
+    pub skips: Skips,
     pub publisher: CommandPublisher,
     pub producer: FutureProducer,
     pub instance: String,

@@ -173,6 +173,7 @@ impl Worker {
         // a duplicate, even before its original is settled.
         let mut sent_max = before.max_source_offset;
         if next < high {
+            ctx.skips.wait_caught_up().await?;
             tracing::info!(
                 control_point = cp,
                 topic = %self.topic,
@@ -229,6 +230,12 @@ impl Worker {
                 }
                 if record.source.offset <= sent_max {
                     tracing::debug!(request_id = %record.request_id, "skipped a duplicate stored copy");
+                    continue;
+                }
+                if ctx.skips.is_skipped(&record.request_id, &record.source) {
+                    tracing::info!(request_id = %record.request_id, control_point = cp, "an operator skipped this stored request: settled without delivery");
+                    sent_max = record.source.offset;
+                    progress.settled(offset, record.source.offset);
                     continue;
                 }
                 if self

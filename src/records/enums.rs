@@ -84,6 +84,10 @@ avro_enum! {
         ReplayFailed = "REPLAY_FAILED", "replay-failed";
         /// A reason written by a newer sfwd that this one does not know.
         Unknown = "UNKNOWN", "unknown";
+        /// An operator skipped the request while it was stored: it is
+        /// never replayed. Listed after `Unknown`, as in the schema, where
+        /// it was added last so that the earlier symbols keep their index.
+        Skipped = "SKIPPED", "skipped";
     }
 }
 

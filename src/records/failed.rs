@@ -13,7 +13,8 @@ static SCHEMAS: LazyLock<RecordSchemas> = LazyLock::new(|| {
     RecordSchemas::load(
         "FailedEvent",
         include_str!("../../schemas/failed_event.avsc"),
-        &[],
+        // Before `SKIPPED`: records written by earlier releases.
+        &[include_str!("../../schemas/previous/failed_event.1.avsc")],
     )
 });
 

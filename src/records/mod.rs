@@ -1,5 +1,6 @@
-//! The Avro records that travel through Kafka: stored requests, failed
-//! events, operators' actions on them, control commands and control states.
+//! The Avro records that travel through Kafka: stored requests and the
+//! operators' skips of them, failed events and operators' actions on them,
+//! control commands and control states.
 //!
 //! # Schemas
 //!
@@ -22,10 +23,11 @@
 //!
 //! Add fields only with a default (an optional field is `["null", T]` with
 //! `"default": null`); add enum symbols only to an enum with a `default`.
-//! Keep the previous file as `schemas/old/<name>.v<N>.avsc` and pass it to
-//! `RecordSchemas::load` as another writer schema. A reader only decodes
-//! fingerprints it knows, so a rolling upgrade takes two releases: the first
-//! accepts the new schema as a writer schema, the second writes it.
+//! Keep the previous file as `schemas/previous/<name>.<N>.avsc` (`N` counts
+//! the versions replaced) and pass it to `RecordSchemas::load` as another
+//! writer schema. A reader only decodes fingerprints it knows, so a
+//! rolling upgrade takes two releases: the first accepts the new schema as
+//! a writer schema, the second writes it.
 
 mod action;
 mod codec;
@@ -33,6 +35,7 @@ mod common;
 mod control;
 mod enums;
 mod failed;
+mod skip;
 mod stored;
 
 #[cfg(test)]
@@ -45,4 +48,5 @@ pub use common::{Header, SourcePosition, TriggerInfo};
 pub use control::{ControlCommand, ControlStateRecord};
 pub use enums::{Cause, CommandKind, FailedActionKind, FailureReason, Mode, ParseEnumError};
 pub use failed::FailedEvent;
+pub use skip::{skip_key, StoredSkip};
 pub use stored::StoredRequest;

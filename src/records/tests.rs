@@ -101,6 +101,17 @@ fn bad_input() -> FailedEvent {
     }
 }
 
+fn skip() -> StoredSkip {
+    StoredSkip {
+        request_id: "orders-3-42".into(),
+        control_point: "billing-cp".into(),
+        source: source(),
+        skip_id: "operator:ana-1-2a-0".into(),
+        skipped_by: "operator:ana".into(),
+        skipped_at: 1_700_000_000_456,
+    }
+}
+
 fn command() -> ControlCommand {
     ControlCommand {
         command_id: "cmd-1".into(),
@@ -173,6 +184,60 @@ fn failed_event_round_trips() {
             ..failed()
         });
     }
+}
+
+#[test]
+fn stored_skip_round_trips() {
+    round_trip(&skip());
+    round_trip(&StoredSkip {
+        request_id: "注文-🚀".into(),
+        source: SourcePosition {
+            topic: String::new(),
+            partition: i32::MIN,
+            offset: -1,
+        },
+        ..skip()
+    });
+    assert_eq!(skip().key(), format!("orders-3-42@orders/3/{}", i64::MAX));
+}
+
+/// Writes `event` as an earlier sfwd did: with `schemas/previous/failed_event.1.avsc`.
+fn written_with_the_first_failed_event_schema(event: &FailedEvent) -> Vec<u8> {
+    let old =
+        Schema::parse_str(include_str!("../../schemas/previous/failed_event.1.avsc")).unwrap();
+    let bytes = event.encode().unwrap();
+    let mut datum = &bytes[HEADER_LEN..];
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(FailedEvent::schema())
+        .build()
+        .unwrap()
+        .read_value(&mut datum)
+        .unwrap();
+    let mut written = MAGIC.to_vec();
+    written.extend_from_slice(&fingerprint(&old).to_le_bytes());
+    apache_avro::writer::datum::GenericDatumWriter::builder(&old)
+        .build()
+        .unwrap()
+        .write_value(&mut written, value)
+        .unwrap();
+    written
+}
+
+#[test]
+fn a_failed_event_written_before_skipped_existed_still_decodes() {
+    let old =
+        Schema::parse_str(include_str!("../../schemas/previous/failed_event.1.avsc")).unwrap();
+    assert_ne!(fingerprint(&old), FailedEvent::schemas().fingerprint());
+    assert!(!symbols(&old, "io.sfwd.FailureReason").contains(&"SKIPPED".to_string()));
+    for event in [failed(), bad_input()] {
+        let bytes = written_with_the_first_failed_event_schema(&event);
+        assert_eq!(FailedEvent::decode(&bytes).unwrap(), event);
+    }
+    let replay_failed = FailedEvent {
+        reason: FailureReason::ReplayFailed,
+        ..failed()
+    };
+    let bytes = written_with_the_first_failed_event_schema(&replay_failed);
+    assert_eq!(FailedEvent::decode(&bytes).unwrap(), replay_failed);
 }
 
 #[test]
@@ -305,6 +370,7 @@ fn schema_names_match_the_record_names() {
         (ControlCommand::schemas(), "io.sfwd.ControlCommand"),
         (ControlStateRecord::schemas(), "io.sfwd.ControlState"),
         (FailedAction::schemas(), "io.sfwd.FailedAction"),
+        (StoredSkip::schemas(), "io.sfwd.StoredSkip"),
     ] {
         let name = schemas.current().name().expect("named").fullname(None);
         assert_eq!(name, full);
@@ -388,6 +454,7 @@ fn every_truncation_of_the_datum_is_an_error() {
     assert_every_truncation_fails(&bad_input());
     assert_every_truncation_fails(&command());
     assert_every_truncation_fails(&state());
+    assert_every_truncation_fails(&skip());
 }
 
 #[test]

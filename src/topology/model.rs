@@ -179,15 +179,15 @@ impl Overload {
         }
         let Failure::HttpStatus {
             status,
-            retry_after,
+            retry_after_secs,
             ..
         } = failure
         else {
             return None;
         };
-        let wait = match (*status, retry_after) {
+        let wait = match (*status, retry_after_secs) {
             (429, None) => Overload::DEFAULT_WAIT,
-            (429 | 503, Some(wait)) => *wait,
+            (429 | 503, Some(secs)) => Duration::from_secs(u64::from(*secs)),
             _ => return None,
         };
         Some(wait.min(Overload::MAX_WAIT))
@@ -268,6 +268,11 @@ impl Topology {
         format!("{}.replay", self.application)
     }
 
+    /// `<app>.skips`: the stored requests operators skipped (compacted).
+    pub fn skips_topic(&self) -> String {
+        format!("{}.skips", self.application)
+    }
+
     /// The index in `services` of the service called `name`.
     pub fn service_index(&self, name: &str) -> Option<usize> {
         self.services.iter().position(|s| s.name == name)
@@ -303,7 +308,7 @@ mod tests {
     use super::*;
     use crate::bindings::failure::Failure;
 
-    fn answer(status: u16, retry_after: Option<u64>) -> Failure {
+    fn answer(status: u16, retry_after_secs: Option<u16>) -> Failure {
         Failure::HttpStatus {
             method: "POST".into(),
             url: "http://t/".into(),
@@ -311,7 +316,7 @@ mod tests {
             reason: String::new(),
             body: Vec::new(),
             content_type: None,
-            retry_after: retry_after.map(Duration::from_secs),
+            retry_after_secs,
         }
     }
 

@@ -165,4 +165,5 @@ pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
 
 pub mod admin;
 pub mod app;
+pub mod cli;
 pub mod process;
