@@ -370,3 +370,20 @@ fn a_missing_file_is_an_error_with_its_name() {
         .stderr
         .contains("--> tests/fixtures/topology/does-not-exist.yaml:1:1"));
 }
+
+#[test]
+fn replay_rate_and_overload_that_do_not_read() {
+    check(
+        "replay_bad.yaml",
+        1,
+        &[
+            Expect("error", "8:23", "`200` is not a rate"),
+            Expect("error", "8:41", "unknown `on_overload` `retry`"),
+            Expect(
+                "warning",
+                "15:15",
+                "`replay.ramp` without `rate` has no effect",
+            ),
+        ],
+    );
+}

@@ -287,7 +287,7 @@ async fn forward_from_the_page_replays_the_backlog() {
     chromium_binary();
     let sim = start_target().await;
     let app = query_app("webpage", &sim).await;
-    let (_instance, base) = app.start_with_admin("w");
+    let (mut instance, base) = app.start_with_admin("w");
 
     // An outage: the first request triggers the store, the others are stored.
     sim.set_mode(Mode::Unavailable);
@@ -345,6 +345,12 @@ async fn forward_from_the_page_replays_the_backlog() {
         );
         b.screenshot("confirm");
         b.eval(r#"document.getElementById("operator").value = "chromium-test""#);
+        // The forward dialog also takes a pace for the replay.
+        assert_eq!(
+            b.eval(r#"document.getElementById("rate-field").hidden"#),
+            false
+        );
+        b.eval(r#"document.getElementById("rate").value = "500/s""#);
         b.eval(r#"document.getElementById("confirm-yes").click()"#);
         b.wait_until(
             "the command's result",
@@ -373,6 +379,10 @@ async fn forward_from_the_page_replays_the_backlog() {
         b.screenshot("forwarded");
     });
     page.await.unwrap();
+    // The pace went out before the forward, from the page's dialog.
+    instance.wait_for("the pace published", Duration::from_secs(10), |v| {
+        common::process::message(v) == "operator command published" && v["command"] == "pace"
+    });
 
     // The target received the stored requests.
     sim.wait_for(received_before + 11, Duration::from_secs(60))

@@ -106,6 +106,10 @@ impl RecordError {
 struct Versioned {
     schema: Schema,
     fingerprint: u64,
+    /// The reader of data written with this schema (resolving it to the
+    /// current one for another version), built on the first decode: its
+    /// named types are resolved once, not for every record.
+    reader: OnceLock<GenericDatumReader<'static>>,
 }
 
 impl Versioned {
@@ -116,6 +120,7 @@ impl Versioned {
         Versioned {
             schema,
             fingerprint,
+            reader: OnceLock::new(),
         }
     }
 }
@@ -181,11 +186,10 @@ impl RecordSchemas {
             .map(|v| &v.schema)
     }
 
-    fn writer(&self, fingerprint: u64) -> Option<&Schema> {
+    fn writer(&self, fingerprint: u64) -> Option<&Versioned> {
         std::iter::once(&self.current)
             .chain(&self.others)
             .find(|v| v.fingerprint == fingerprint)
-            .map(|v| &v.schema)
     }
 
     pub(crate) fn encode<T: Serialize>(&'static self, value: &T) -> Result<Vec<u8>, RecordError> {
@@ -209,7 +213,10 @@ impl RecordSchemas {
         Ok(out)
     }
 
-    pub(crate) fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, RecordError> {
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &'static self,
+        bytes: &[u8],
+    ) -> Result<T, RecordError> {
         let record = self.record;
         let truncated = || RecordError::Truncated {
             record,
@@ -228,12 +235,18 @@ impl RecordSchemas {
             record,
             fingerprint,
         })?;
-        let resolve_to = (fingerprint != self.current.fingerprint).then(|| self.current());
         let corrupt = |source| RecordError::Corrupt { record, source };
-        let reader = GenericDatumReader::builder(writer)
-            .maybe_reader_schema(resolve_to)
-            .build()
-            .map_err(corrupt)?;
+        let reader = match writer.reader.get() {
+            Some(reader) => reader,
+            None => {
+                let resolve_to = (fingerprint != self.current.fingerprint).then(|| self.current());
+                let reader = GenericDatumReader::builder(&writer.schema)
+                    .maybe_reader_schema(resolve_to)
+                    .build()
+                    .map_err(corrupt)?;
+                writer.reader.get_or_init(|| reader)
+            }
+        };
         let mut input = EofTracking::new(datum);
         let decoded = reader.read_value(&mut input);
         if input.hit_eof {

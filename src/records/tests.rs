@@ -662,7 +662,11 @@ fn stored_request_with_extra_field() -> String {
 fn another_known_writer_schema_is_resolved_to_the_current_one() {
     let current = include_str!("../../schemas/stored_request.avsc");
     let other = stored_request_with_extra_field();
-    let schemas = codec::RecordSchemas::load("StoredRequest", current, &[&other]);
+    let schemas: &'static _ = Box::leak(Box::new(codec::RecordSchemas::load(
+        "StoredRequest",
+        current,
+        &[&other],
+    )));
     let other_schema = Schema::parse_str(&other).unwrap();
     assert_eq!(schemas.writers().count(), 2);
 

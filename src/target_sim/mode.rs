@@ -314,6 +314,18 @@ mod tests {
     }
 
     #[test]
+    fn overloaded_needs_its_wait() {
+        assert_eq!(
+            "overloaded".parse::<Mode>(),
+            Err(ParseModeError::MissingRetryAfter)
+        );
+        assert_eq!(
+            "overloaded:soon".parse::<Mode>(),
+            Err(ParseModeError::BadDuration("soon".into()))
+        );
+    }
+
+    #[test]
     fn modes_read_and_write_back() {
         for (text, mode) in [
             ("up", Mode::Up),
@@ -331,6 +343,12 @@ mod tests {
                 "slow:300ms",
                 Mode::Slow {
                     delay: Duration::from_millis(300),
+                },
+            ),
+            (
+                "overloaded:3s",
+                Mode::Overloaded {
+                    retry_after: Duration::from_secs(3),
                 },
             ),
         ] {
