@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::app::{decode_failed, http_app, produce_requests, read_async, start_target, App};
+use common::cli::Run;
 use rdkafka::message::OwnedMessage;
 use serde_json::Value;
 use sfwd::failed::{FailedEvents, ResubmitOptions};
@@ -19,33 +19,13 @@ use sfwd::target_sim::Mode;
 impl App {
     /// Runs `sfwd <args> --topology <file>` to completion.
     async fn cli(&self, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sfwd"))
-            .args(args)
-            .arg("--topology")
-            .arg(&self.topology)
-            .env("SFWD_BOOTSTRAP", common::bootstrap())
-            .env("SFWD_OPERATOR", "tester")
-            .env("RUST_LOG", "warn")
-            .output()
-            .await
-            .expect("run sfwd");
-        let run = Run::from(args, output);
-        if std::env::var_os("SFWD_TEST_LOGS").is_some() {
-            eprintln!(
-                "$ sfwd {} (exit {})\n{}{}",
-                run.args, run.code, run.stdout, run.stderr
-            );
-        }
-        run
+        common::cli::cli(self, args).await
     }
 
     /// Runs `sfwd <args> --output json --topology <file>`, which must
     /// succeed, and returns what it printed.
     async fn cli_json(&self, args: &[&str]) -> Value {
-        self.cli(&[args, &["--output", "json"]].concat())
-            .await
-            .ok()
-            .json()
+        common::cli::cli_json(self, args).await
     }
 
     async fn status(&self) -> Value {
@@ -66,57 +46,6 @@ impl App {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-    }
-}
-
-/// What one CLI run printed.
-struct Run {
-    args: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(args: &[&str], o: Output) -> Run {
-        Run {
-            args: args.join(" "),
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    fn ok(&self) -> &Run {
-        assert_eq!(
-            self.code, 0,
-            "`sfwd {}` failed:\n{}\n{}",
-            self.args, self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Asserts a usage error: exit code 2.
-    fn usage_error(&self) -> &Run {
-        assert_eq!(self.code, 2, "{}", self.stderr);
-        self
-    }
-
-    /// Asserts that the run printed `text` on stdout.
-    fn prints(&self, text: &str) -> &Run {
-        assert!(self.stdout.contains(text), "{text:?} in:\n{}", self.stdout);
-        self
-    }
-
-    /// Asserts that the run printed `text` on stderr.
-    fn reports(&self, text: &str) -> &Run {
-        assert!(self.stderr.contains(text), "{text:?} in:\n{}", self.stderr);
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("`sfwd {}` JSON: {e}\n{}", self.args, self.stdout))
     }
 }
 
@@ -206,7 +135,7 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
 
     // An unknown name: a usage error with a suggestion.
     let run = app.cli(&["control", "forward", "Eiss"]).await;
-    run.usage_error()
+    run.exits(2)
         .reports("unknown control point `Eiss`: did you mean `Eis`?");
 
     // The failed-event manager shows the trigger.
@@ -246,7 +175,7 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
         .as_str()
         .unwrap()
         .starts_with("{\"n\":"));
-    app.cli(&["failed", "show", "nope/0/0"]).await.usage_error();
+    app.cli(&["failed", "show", "nope/0/0"]).await.exits(2);
 
     // Forward: the backlog is replayed and the control point settles.
     sim.set_mode(Mode::Up);
@@ -480,7 +409,7 @@ async fn bulk_resubmit_reports_progress() {
     let requests = create_failed_topics(&app).await;
     write_failed(&app, &requests, 150).await;
     let run = app.cli(&["failed", "resubmit"]).await;
-    run.usage_error().reports("no request ids given");
+    run.exits(2).reports("no request ids given");
     let run = app
         .cli(&["failed", "resubmit", "--control-point", "Eis"])
         .await;

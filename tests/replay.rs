@@ -19,26 +19,14 @@ const PARTITIONS: i32 = 12;
 /// One HTTP service over `sim` with control point `cp`, a 12-partition
 /// request topic, and `replay` as its `replay:` block.
 fn app(prefix: &str, sim: &TargetSim, cp: &str, replay: &str) -> App {
-    let url = sim.url("/eis");
-    let (cp, replay) = (cp.to_string(), replay.to_string());
-    App::new(prefix, move |name| {
-        format!(
-            r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: {PARTITIONS} }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 2s }}
-      interaction: async
-    store_and_forward:
-      control_point: {cp}
-      replay: {replay}
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.requests }} }} }}
-"#
-        )
-    })
+    App::http_with(
+        prefix,
+        sim,
+        PARTITIONS,
+        cp,
+        &format!("replay: {replay}"),
+        |name| format!("      Query: {{ operations: {{ get: {{ topic: {name}.requests }} }} }}"),
+    )
 }
 
 fn start_all(app: &App, names: &[&str]) -> Vec<Sfwd> {
@@ -99,6 +87,27 @@ async fn park(app: &App, cp: &str, instances: &mut [Sfwd], n: usize) -> (u64, Ve
     (epoch, ids)
 }
 
+/// Forwards `cp` and waits until the target has received `n` of its
+/// stored requests.
+async fn forward_until(app: &App, cp: &str, sim: &TargetSim, n: usize) {
+    operator(app, cp, CommandKind::Forward).await;
+    sim.wait_for(n, Duration::from_secs(60))
+        .await
+        .expect("the replay started");
+}
+
+/// Waits until every stored request reached the target and every
+/// instance has seen the replay catch up, then checks the deliveries.
+async fn finish(sim: &TargetSim, instances: &mut [Sfwd], stored_epoch: u64, ids: &[String]) {
+    sim.wait_for(ids.len(), Duration::from_secs(180))
+        .await
+        .expect("every stored request replayed");
+    for i in instances.iter_mut() {
+        wait_state(i, "FORWARD", false, stored_epoch);
+    }
+    assert_replayed_once_in_order(sim, ids);
+}
+
 /// Whether the latest writer assignment `instance` logged includes
 /// command partition `partition`.
 fn owns(instance: &mut Sfwd, partition: i32) -> bool {
@@ -147,24 +156,14 @@ async fn a_replay_finishes_when_the_control_writer_leaves_during_it() {
         .expect("an instance owns the control point's command partition");
 
     let (stored_epoch, ids) = park(&app, "Eis", &mut instances, 1_500).await;
-    operator(&app, "Eis", CommandKind::Forward).await;
-    sim.wait_for(150, Duration::from_secs(60))
-        .await
-        .expect("the replay started");
+    forward_until(&app, "Eis", &sim, 150).await;
     let mut leaving = instances.remove(owner);
     assert!(leaving.terminate().success(), "a clean stop on SIGTERM");
     assert!(
         sim.received().len() < ids.len(),
         "the owner left while the replay ran"
     );
-
-    sim.wait_for(ids.len(), Duration::from_secs(180))
-        .await
-        .expect("every stored request replayed");
-    for i in &mut instances {
-        wait_state(i, "FORWARD", false, stored_epoch);
-    }
-    assert_replayed_once_in_order(&sim, &ids);
+    finish(&sim, &mut instances, stored_epoch, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,10 +182,7 @@ async fn a_replay_finishes_when_a_joining_instance_takes_over_the_control_writer
     assert!(owns(&mut instances[0], 0));
 
     let (stored_epoch, ids) = park(&app, &cp, &mut instances, 1_500).await;
-    operator(&app, &cp, CommandKind::Forward).await;
-    sim.wait_for(150, Duration::from_secs(60))
-        .await
-        .expect("the replay started");
+    forward_until(&app, &cp, &sim, 150).await;
     instances.extend(start_all(&app, &["b", "c"]));
     let takes_over = |v: &serde_json::Value| {
         message(v) == "control writer owns command partitions" && partition_listed(v, 0)
@@ -210,14 +206,7 @@ async fn a_replay_finishes_when_a_joining_instance_takes_over_the_control_writer
         sim.received().len() < ids.len(),
         "the owner changed while the replay ran"
     );
-
-    sim.wait_for(ids.len(), Duration::from_secs(180))
-        .await
-        .expect("every stored request replayed");
-    for i in &mut instances {
-        wait_state(i, "FORWARD", false, stored_epoch);
-    }
-    assert_replayed_once_in_order(&sim, &ids);
+    finish(&sim, &mut instances, stored_epoch, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,10 +216,7 @@ async fn a_paced_replay_killed_midway_resumes_and_finishes() {
     common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
     let mut instances = start_all(&app, &["a", "b", "c"]);
     let (stored_epoch, ids) = park(&app, "Eis", &mut instances, 1_500).await;
-    operator(&app, "Eis", CommandKind::Forward).await;
-    sim.wait_for(300, Duration::from_secs(60))
-        .await
-        .expect("the replay started");
+    forward_until(&app, "Eis", &sim, 300).await;
     instances[0].kill9();
     assert!(sim.received().len() < ids.len(), "killed while replaying");
     let mut survivors = instances.split_off(1);
@@ -301,12 +287,8 @@ async fn a_paced_replay_stays_within_its_cluster_wide_rate() {
     common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
     let mut instances = start_all(&app, &["a", "b", "c"]);
     let (stored_epoch, ids) = park(&app, "Eis", &mut instances, 2_000).await;
-    operator(&app, "Eis", CommandKind::Forward).await;
-
     // Midway, `sfwd control status` shows how far it got and what is left.
-    sim.wait_for(500, Duration::from_secs(60))
-        .await
-        .expect("the replay started");
+    forward_until(&app, "Eis", &sim, 500).await;
     let status = control_status(&app);
     let replay = &status["control_points"][0]["replay"];
     assert_eq!(replay["total"], 2_000, "{replay}");
@@ -317,14 +299,7 @@ async fn a_paced_replay_stays_within_its_cluster_wide_rate() {
     assert!(rate > 0.0 && rate <= 110.0, "{replay}");
     assert!(replay["eta_seconds"].as_u64().is_some(), "{replay}");
     assert_eq!(replay["by_partition"].as_array().unwrap().len(), 12);
-
-    sim.wait_for(ids.len(), Duration::from_secs(180))
-        .await
-        .expect("every stored request replayed");
-    for i in &mut instances {
-        wait_state(i, "FORWARD", false, stored_epoch);
-    }
-    assert_replayed_once_in_order(&sim, &ids);
+    finish(&sim, &mut instances, stored_epoch, &ids).await;
 
     let times: Vec<SystemTime> = sim.received().iter().map(|r| r.at).collect();
     let busiest = busiest_window(&times, Duration::from_secs(5));
@@ -348,10 +323,7 @@ async fn a_pace_command_slows_a_running_replay_on_every_instance() {
     let pace = sfwd::control::Pace::Rate("20/s".parse().unwrap());
     // Set while storing: the replay starts at this pace.
     operator(&app, "Eis", CommandKind::Pace(Some(pace))).await;
-    operator(&app, "Eis", CommandKind::Forward).await;
-    sim.wait_for(100, Duration::from_secs(60))
-        .await
-        .expect("the replay started");
+    forward_until(&app, "Eis", &sim, 100).await;
     let times: Vec<SystemTime> = sim.received().iter().map(|r| r.at).collect();
     let slow = busiest_window(&times, Duration::from_secs(2));
     assert!(slow <= 48, "{slow} requests within 2 s at 20/s");
@@ -362,13 +334,7 @@ async fn a_pace_command_slows_a_running_replay_on_every_instance() {
         CommandKind::Pace(Some(sfwd::control::Pace::Unlimited)),
     )
     .await;
-    sim.wait_for(ids.len(), Duration::from_secs(120))
-        .await
-        .expect("every stored request replayed");
-    for i in &mut instances {
-        wait_state(i, "FORWARD", false, stored_epoch);
-    }
-    assert_replayed_once_in_order(&sim, &ids);
+    finish(&sim, &mut instances, stored_epoch, &ids).await;
     let times: Vec<SystemTime> = sim.received().iter().map(|r| r.at).collect();
     let fast = busiest_window(&times, Duration::from_secs(2));
     assert!(

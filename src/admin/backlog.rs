@@ -40,14 +40,7 @@ pub fn layouts(
     topology
         .control_points()
         .map(|(service, sf)| {
-            let mut sources: Vec<(String, i32)> = Vec::new();
-            for (_, op) in service.operations() {
-                if sources.iter().any(|(t, _)| *t == op.topic) {
-                    continue;
-                }
-                let n = request_partitions.get(&op.topic).copied().unwrap_or(0);
-                sources.extend((0..n).map(|p| (op.topic.clone(), p)));
-            }
+            let sources = service.source_partitions(request_partitions);
             let layout = StoredLayout {
                 topic: topology.stored_topic(&sf.control_point),
                 partitions: stored_partitions

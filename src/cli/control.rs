@@ -82,23 +82,12 @@ struct ForwardArgs {
 
 #[derive(Debug, clap::Args)]
 struct PaceArgs {
-    /// The control point (as named in the topology).
-    control_point: String,
+    #[command(flatten)]
+    switch: SwitchArgs,
     /// Requests per second across the cluster (`50/s`, `600/min`),
     /// `unlimited`, or `default` for the topology's `replay.rate`.
     #[arg(value_parser = pace_or_default)]
     rate: PaceChoice,
-    #[command(flatten)]
-    target: Target,
-    #[command(flatten)]
-    operator: Operator,
-    /// How long to wait for the control writer to apply the command
-    /// (`0s`: publish and return).
-    #[arg(long, default_value = "10s", value_parser = duration)]
-    wait: Duration,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value_t)]
-    output: Output,
 }
 
 /// A pace, or the topology's.
@@ -314,6 +303,18 @@ impl SwitchResult {
     }
 }
 
+/// `kind` as `issuer` would publish it now, to see what the state machine
+/// makes of it before anything is published.
+fn as_if(kind: &CommandKind, before: &ControlPoint, issuer: &str) -> sfwd::control::Command {
+    sfwd::control::Command {
+        id: String::new(),
+        kind: kind.clone(),
+        observed_epoch: before.epoch,
+        by: issuer.to_string(),
+        at_ms: sfwd::clock::now_ms(),
+    }
+}
+
 /// The service of control point `cp`, or the error that lists the known ones.
 fn service_of(topology: &Topology, cp: &str) -> Result<String, Failure> {
     let names: Vec<&str> = topology
@@ -349,13 +350,7 @@ async fn switch(args: SwitchArgs, wanted: Mode, rate: Option<Pace>) -> Result<u8
         .map_err(|e| Failure::failed(format!("creating a Kafka producer: {e}")))?;
     let commands = topology.commands_topic();
     // The state machine says whether there is anything to do.
-    let as_if = sfwd::control::Command {
-        id: String::new(),
-        kind: kind.clone(),
-        observed_epoch: before.epoch,
-        by: issuer.clone(),
-        at_ms: sfwd::clock::now_ms(),
-    };
+    let as_if = as_if(&kind, &before, &issuer);
     if let (Some(rate), Outcome::NoOp(NoOp::AlreadyForwarding { .. })) =
         (rate, before.clone().apply(&as_if))
     {

@@ -122,19 +122,11 @@ impl ReplayPlan {
     ) -> HashMap<String, ReplayPlan> {
         let mut plans = HashMap::new();
         for (service, sf) in topology.control_points() {
-            let mut partitions: Vec<(String, i32)> = Vec::new();
-            for (_, op) in service.operations() {
-                if partitions.iter().any(|(t, _)| *t == op.topic) {
-                    continue;
-                }
-                let n = request_partitions.get(&op.topic).copied().unwrap_or(0);
-                partitions.extend((0..n).map(|p| (op.topic.clone(), p)));
-            }
             plans.insert(
                 sf.control_point.clone(),
                 ReplayPlan {
                     policy: sf.replay,
-                    partitions: partitions.into(),
+                    partitions: service.source_partitions(request_partitions).into(),
                 },
             );
         }

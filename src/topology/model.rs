@@ -82,6 +82,24 @@ impl Service {
             .iter()
             .flat_map(|i| i.operations.iter().map(move |o| (i, o)))
     }
+
+    /// Every partition of every request topic of this service, each topic
+    /// once, given the partition count of each topic (a topic missing
+    /// from it has none).
+    pub fn source_partitions(
+        &self,
+        request_partitions: &std::collections::HashMap<String, i32>,
+    ) -> Vec<(String, i32)> {
+        let mut partitions: Vec<(String, i32)> = Vec::new();
+        for (_, op) in self.operations() {
+            if partitions.iter().any(|(t, _)| *t == op.topic) {
+                continue;
+            }
+            let n = request_partitions.get(&op.topic).copied().unwrap_or(0);
+            partitions.extend((0..n).map(|p| (op.topic.clone(), p)));
+        }
+        partitions
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,7 +42,22 @@ impl App {
         partitions: i32,
         interfaces: impl Fn(&str) -> String,
     ) -> App {
+        App::http_with(prefix, sim, partitions, "Eis", "", interfaces)
+    }
+
+    /// [`App::http`] with control point `cp` and `store_and_forward`, a
+    /// line of YAML added to its store-and-forward block (e.g. `replay:
+    /// { rate: 100/s }`; empty for none).
+    pub fn http_with(
+        prefix: &str,
+        sim: &TargetSim,
+        partitions: i32,
+        cp: &str,
+        store_and_forward: &str,
+        interfaces: impl Fn(&str) -> String,
+    ) -> App {
         let url = sim.url("/eis");
+        let (cp, extra) = (cp.to_string(), store_and_forward.to_string());
         App::new(prefix, move |name| {
             let interfaces = interfaces(name);
             format!(
@@ -55,7 +70,8 @@ services:
       http: {{ url: "{url}", timeout: 2s }}
       interaction: async
     store_and_forward:
-      control_point: Eis
+      control_point: {cp}
+      {extra}
     interfaces:
 {interfaces}
 "#

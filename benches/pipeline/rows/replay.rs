@@ -200,6 +200,7 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
             .and_then(|r| r.median())
     };
     let bare = row_median(1, "bare pipe");
+    let pass_through = row_median(3, "pass-through");
     let app = kafka_app("bench-replay", p).await;
     let (sfwd, epoch) = start_storing(&app, "bench").await;
     let mut run = Run {
@@ -214,7 +215,7 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     // A first, small replay measures how fast this broker lets a replay
     // go; the measured ones are sized to take about the budget, with live
     // traffic at a tenth of that rate.
-    let sizing = match row_median(3, "pass-through") {
+    let sizing = match pass_through {
         Some(rate) => ((rate * 5.0) as usize).clamp(1000, s.backlog),
         None => s.backlog.min(5000),
     };
@@ -251,16 +252,28 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     );
     row.size = Some(size);
     row.samples = rates;
-    row.baseline = bare;
+    // The replay sends to the same Kafka target as row 3: its baseline is
+    // sfwd's own pass-through on this broker, in this run.
+    row.baseline = pass_through;
     row.goal = Some(Goal::RatioAtLeast(0.8));
-    row.note = match (bare, backlog < s.backlog) {
-        (None, _) => Some("no ratio: the bare pipe did not run (SFWD_BENCH_ROWS)".into()),
-        (Some(_), true) => Some(format!(
+    let mut notes = Vec::new();
+    match (pass_through, bare, row.median()) {
+        (None, _, _) => {
+            notes.push("no ratio: Kafka pass-through did not run (SFWD_BENCH_ROWS)".to_string())
+        }
+        (Some(_), Some(bare), Some(median)) => notes.push(format!(
+            "ratio to Kafka pass-through (row 3, 100 B); {:.2}x the bare pipe",
+            median / bare
+        )),
+        (Some(_), _, _) => notes.push("ratio to Kafka pass-through (row 3, 100 B)".to_string()),
+    }
+    if backlog < s.backlog {
+        notes.push(format!(
             "backlog made smaller than {}: at the rate of a first, small replay it would take more than {:.0} s to drain on this broker",
             s.backlog, s.replay_budget
-        )),
-        (Some(_), false) => None,
-    };
+        ));
+    }
+    row.note = Some(notes.join("; "));
     report.push(row);
 
     let mut row = Row::new(5, "live latency during the replay", "ms");

@@ -10,7 +10,7 @@ use sfwd::control::{CommandKind, CommandPublisher, Outcome, Pace};
 use sfwd::kafka;
 
 use super::{
-    ensure_control_topics, kafka_failure, load_control, probe, service_of, Failure, Output,
+    as_if, ensure_control_topics, kafka_failure, load_control, probe, service_of, Failure, Output,
     PaceArgs, METADATA_TIMEOUT,
 };
 
@@ -24,6 +24,8 @@ fn describe(over: Option<Pace>, topology: Option<sfwd::control::Rate>) -> String
 }
 
 pub(super) async fn pace_replay(args: PaceArgs) -> Result<u8, Failure> {
+    let wanted = args.rate.0;
+    let args = args.switch;
     let topology = args.target.load()?;
     let cp = args.control_point.as_str();
     let service = service_of(&topology, cp)?;
@@ -31,20 +33,12 @@ pub(super) async fn pace_replay(args: PaceArgs) -> Result<u8, Failure> {
         .service(&service)
         .and_then(|s| s.store_and_forward.as_ref())
         .and_then(|sf| sf.replay.rate);
-    let wanted = args.rate.0;
     let probe = probe(&topology)?;
     let control = load_control(&topology, &probe).await?;
     let before = control.table.get(cp);
     let issuer = args.operator.issuer();
     let kind = CommandKind::Pace(wanted);
-    let as_if = sfwd::control::Command {
-        id: String::new(),
-        kind: kind.clone(),
-        observed_epoch: before.epoch,
-        by: issuer.clone(),
-        at_ms: sfwd::clock::now_ms(),
-    };
-    let (result, message, command_id) = match before.clone().apply(&as_if) {
+    let (result, message, command_id) = match before.clone().apply(&as_if(&kind, &before, &issuer)) {
         Outcome::Refused(_) => {
             return Err(Failure::usage(format!(
                 "`{cp}` is FORWARD with nothing to replay: a pace applies to a replay; set it while `{cp}` is storing to pace the next one, or use `sfwd control forward {cp} --rate …`"

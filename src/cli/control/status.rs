@@ -420,6 +420,21 @@ mod tests {
     use sfwd::rules::{ChainElement, ExceptionChain};
     use sfwd::store::MemoryStore;
 
+    /// Control point `Eis` stores the requests of `hr.get` in one partition.
+    fn eis_layouts() -> Layouts {
+        Layouts {
+            layouts: HashMap::from([(
+                "Eis".to_string(),
+                sfwd::admin::StoredLayout {
+                    topic: "hr.stored.Eis".into(),
+                    partitions: 1,
+                    sources: vec![("hr.get".into(), 0)],
+                },
+            )]),
+            stored_exists: HashMap::from([("Eis".to_string(), true)]),
+        }
+    }
+
     fn status() -> Status {
         let now = 1_740_821_400_000;
         let mut cp = ControlPoint::initial("Eis");
@@ -440,17 +455,7 @@ mod tests {
             rule: "ServiceUnavailableException".into(),
             instance: "a".into(),
         });
-        let layouts = Layouts {
-            layouts: HashMap::from([(
-                "Eis".to_string(),
-                sfwd::admin::StoredLayout {
-                    topic: "hr.stored.Eis".into(),
-                    partitions: 1,
-                    sources: vec![("hr.get".into(), 0)],
-                },
-            )]),
-            stored_exists: HashMap::from([("Eis".to_string(), true)]),
-        };
+        let layouts = eis_layouts();
         let table = ControlTable::open(Arc::new(MemoryStore::default()), "c", "r").unwrap();
         let counts = StatusCounts {
             open: 1,
@@ -565,17 +570,7 @@ mod tests {
     #[test]
     fn a_replay_shows_its_progress_per_partition_and_its_eta() {
         let now = 1_740_821_400_000;
-        let layouts = Layouts {
-            layouts: HashMap::from([(
-                "Eis".to_string(),
-                sfwd::admin::StoredLayout {
-                    topic: "hr.stored.Eis".into(),
-                    partitions: 1,
-                    sources: vec![("hr.get".into(), 0)],
-                },
-            )]),
-            stored_exists: HashMap::from([("Eis".to_string(), true)]),
-        };
+        let layouts = eis_layouts();
         let table = ControlTable::open(Arc::new(MemoryStore::default()), "c", "r").unwrap();
         table
             .apply_replay(
