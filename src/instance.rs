@@ -228,7 +228,12 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             producer: producer.clone(),
             instance: instance.clone(),
             stored_partitions: topics.stored_partitions.clone(),
-            reader_config: kafka::replay_reader_config(&base, &instance),
+            reader_config: kafka::reader_config(&base, &instance, "replay-progress"),
+            replay_readers: pipeline::ReplayReaders::new(
+                kafka::replay_reader_config(&base, &instance),
+                shutdown.listener(),
+            )
+            .context("creating the replay readers")?,
             exactly_once: topology.kafka.exactly_once.then(|| {
                 let mut c = kafka::producer_config(&base);
                 c.set("enable.idempotence", "true")

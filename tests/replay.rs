@@ -320,20 +320,20 @@ async fn a_pace_command_slows_a_running_replay_on_every_instance() {
     common::create_topics(&[(&app.topic("requests"), PARTITIONS)]).await;
     let mut instances = start_all(&app, &["a", "b"]);
     let (stored_epoch, ids) = park(&app, "Eis", &mut instances, 1_200).await;
-    let pace = sfwd::control::Pace::Rate("20/s".parse().unwrap());
     // Set while storing: the replay starts at this pace.
-    operator(&app, "Eis", CommandKind::Pace(Some(pace))).await;
+    common::cli::cli(&app, &["control", "pace", "Eis", "20/s"])
+        .await
+        .ok()
+        .prints("`Eis` replays at 20/s (was unlimited (the topology's))");
     forward_until(&app, "Eis", &sim, 100).await;
     let times: Vec<SystemTime> = sim.received().iter().map(|r| r.at).collect();
     let slow = busiest_window(&times, Duration::from_secs(2));
     assert!(slow <= 48, "{slow} requests within 2 s at 20/s");
     // Unlimited from now on: the rest follows without a cap.
-    operator(
-        &app,
-        "Eis",
-        CommandKind::Pace(Some(sfwd::control::Pace::Unlimited)),
-    )
-    .await;
+    common::cli::cli(&app, &["control", "pace", "Eis", "unlimited"])
+        .await
+        .ok()
+        .prints("`Eis` replays at unlimited (was 20/s)");
     finish(&sim, &mut instances, stored_epoch, &ids).await;
     let times: Vec<SystemTime> = sim.received().iter().map(|r| r.at).collect();
     let fast = busiest_window(&times, Duration::from_secs(2));

@@ -18,6 +18,7 @@
 mod in_flight;
 mod outputs;
 mod pacer;
+mod readers;
 mod replay;
 pub mod route;
 mod worker;
@@ -44,6 +45,7 @@ use crate::store::StoreError;
 use crate::stored::{Skips, SkipsError};
 use crate::topology::Topology;
 pub use outputs::OutputError;
+pub use readers::{ReplayReader, ReplayReaders};
 use route::Routes;
 
 /// Why the pipeline stopped.
@@ -96,8 +98,11 @@ pub struct Context {
     pub instance: String,
     /// Partition count of each control point's stored topic.
     pub stored_partitions: HashMap<String, i32>,
-    /// Consumer settings for reading stored topics by `assign()`.
+    /// Consumer settings for reading by `assign()` (the replay progress
+    /// topic's watermarks).
     pub reader_config: ClientConfig,
+    /// The reader of the stored topics that replays use.
+    pub replay_readers: ReplayReaders,
     /// With `kafka.exactly_once`: the producer settings from which each
     /// partition makes its transactional producer.
     pub exactly_once: Option<ClientConfig>,

@@ -26,11 +26,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 use super::pacer::Pacer;
 use super::worker::{Decision, Worker};
@@ -47,9 +45,9 @@ use crate::telemetry;
 pub const PROGRESS_WINDOW: usize = 4;
 /// Requests settled between two progress writes, at most (fewer when
 /// [`PROGRESS_INTERVAL`] passes first).
-pub const PROGRESS_EVERY: usize = 32;
+pub const PROGRESS_EVERY: usize = 128;
 /// Time after which settled requests get a progress write, however few.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How many requests a replay interrupted by a crash may re-deliver, with
 /// a target keeping `in_flight` calls out at once: those covered by
@@ -141,10 +139,9 @@ impl Worker {
         let stored_partition =
             self.partition % ctx.stored_partitions.get(cp).copied().unwrap_or(1).max(1);
 
-        let reader: StreamConsumer = ctx.reader_config.create()?;
-        let (low, high) = tokio::task::block_in_place(|| {
-            reader.fetch_watermarks(&stored_topic, stored_partition, Duration::from_secs(10))
-        })?;
+        let (low, high) = ctx
+            .replay_readers
+            .watermarks(&stored_topic, stored_partition)?;
         let mut next = before.next_offset.max(low);
         progress.now.next_offset = next;
         let mut stopped = None;
@@ -184,9 +181,9 @@ impl Worker {
                 interrupted = before.open,
                 "replaying stored requests"
             );
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&stored_topic, stored_partition, Offset::Offset(next))?;
-            reader.assign(&tpl)?;
+            let reader = ctx
+                .replay_readers
+                .open(&stored_topic, stored_partition, next)?;
             // The last replay stopped without finishing: the first records
             // may have been delivered before its progress was written.
             let window = if self.window.is_transactional() {
