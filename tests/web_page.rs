@@ -332,6 +332,17 @@ async fn forward_from_the_page_replays_the_backlog() {
             "",
             "not history while storing"
         );
+        // The stored requests, listed on the page with a Skip button each.
+        b.eval(
+            r#"document.querySelector('tr[data-cp="Eis"] button[data-action="stored"]').click()"#,
+        );
+        b.wait_until(
+            "the stored requests listed",
+            Duration::from_secs(30),
+            r#"!document.getElementById("stored").hidden && document.querySelectorAll('#stored-rows button[data-action="skip"]').length === 11"#,
+        );
+        b.screenshot("stored");
+        b.eval(r#"document.getElementById("stored-close").click()"#);
         b.screenshot("storing");
 
         // Forward, confirmed in the dialog.

@@ -41,7 +41,8 @@ use crate::control::{replay_key, ControlPoint, Mode, ReplayProgress};
 use crate::records::{AvroRecord, FailureReason, StoredRequest};
 use crate::telemetry;
 
-/// Progress writes in flight during a replay, at most.
+/// Progress writes in flight during a replay, at most, for a target that
+/// takes one call at a time (see [`progress_window`]).
 pub const PROGRESS_WINDOW: usize = 4;
 /// Requests settled between two progress writes, at most (fewer when
 /// [`PROGRESS_INTERVAL`] passes first).
@@ -55,7 +56,15 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 /// write, and those in flight. The next replay flags as many with
 /// `sfwd-redelivery: possible`.
 pub fn redelivery_bound(in_flight: usize) -> usize {
-    (PROGRESS_WINDOW + 1) * PROGRESS_EVERY + in_flight
+    (progress_window(in_flight) + 1) * PROGRESS_EVERY + in_flight
+}
+
+/// Progress writes in flight during a replay to a target that keeps
+/// `in_flight` calls out: enough to cover them, so that waiting for a
+/// progress write (which is acknowledged after the outputs sent before it)
+/// never holds the replay to fewer calls in flight than the target takes.
+pub fn progress_window(in_flight: usize) -> usize {
+    PROGRESS_WINDOW.max(in_flight.div_ceil(PROGRESS_EVERY))
 }
 
 use crate::bindings::REDELIVERY_HEADER;
@@ -87,6 +96,8 @@ struct Progress {
     unwritten: usize,
     written_at: std::time::Instant,
     writes: VecDeque<DeliveryFuture>,
+    /// Writes in flight, at most ([`progress_window`]).
+    window: usize,
 }
 
 impl Progress {
@@ -115,7 +126,7 @@ impl Progress {
         Ok(self.unwritten >= PROGRESS_EVERY
             || (self.unwritten > 0
                 && self.written_at.elapsed() >= PROGRESS_INTERVAL
-                && self.writes.len() < PROGRESS_WINDOW))
+                && self.writes.len() < self.window))
     }
 }
 
@@ -134,6 +145,7 @@ impl Worker {
             unwritten: 0,
             written_at: std::time::Instant::now(),
             writes: VecDeque::new(),
+            window: PROGRESS_WINDOW,
         };
         let stored_topic = ctx.topology.stored_topic(cp);
         let stored_partition =
@@ -165,6 +177,7 @@ impl Worker {
             })
             .max()
             .unwrap_or(1);
+        progress.window = progress_window(in_flight);
         let mut sent: VecDeque<Sent> = VecDeque::new();
         // The highest source offset sent: a stored copy at or below it is
         // a duplicate, even before its original is settled.
@@ -609,7 +622,7 @@ impl Worker {
         Ok(Step::Next)
     }
 
-    /// Writes the replay's progress, keeping at most [`PROGRESS_WINDOW`]
+    /// Writes the replay's progress, keeping at most its window of
     /// writes in flight.
     async fn send_progress(&mut self, progress: &mut Progress) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
@@ -651,7 +664,7 @@ impl Worker {
                 Err((e, _)) => return Err(PipelineError::Kafka(e)),
             }
         }
-        while progress.writes.len() > PROGRESS_WINDOW {
+        while progress.writes.len() > progress.window {
             let d = progress.writes.pop_front().expect("non-empty");
             wait_progress(d).await?;
         }
@@ -684,5 +697,26 @@ async fn wait_progress(d: rdkafka::producer::DeliveryFuture) -> Result<(), Pipel
         Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(PipelineError::Kafka(e)),
         Err(_) => Err(PipelineError::Kafka(KafkaError::Canceled)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_writes_in_flight_cover_the_calls_in_flight() {
+        for in_flight in [1, 2, 64, 128, 129, 1024, 10_000] {
+            let window = progress_window(in_flight);
+            assert!(window >= PROGRESS_WINDOW);
+            assert!(window * PROGRESS_EVERY >= in_flight, "{in_flight}");
+            assert!(
+                (window - 1) * PROGRESS_EVERY < in_flight.max(PROGRESS_WINDOW * PROGRESS_EVERY)
+            );
+            assert_eq!(
+                redelivery_bound(in_flight),
+                (window + 1) * PROGRESS_EVERY + in_flight
+            );
+        }
     }
 }
