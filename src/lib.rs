@@ -13,7 +13,8 @@
 //!   connection, timeout, TLS, Kafka error) into an exception chain. Pure.
 //! - [`control`] holds the control-point state machine: the single decision
 //!   (first trigger wins, stale commands refused) that every instance of the
-//!   consumer group must agree on. Pure.
+//!   consumer group must agree on, and the replay's pace (a cluster-wide
+//!   rate and how it is split over partitions). Pure.
 //! - [`failed`] is the failed-event manager: failed events collapsed per
 //!   request id, and operators' resubmit and discard actions, kept on
 //!   `<app>.failed-actions`.

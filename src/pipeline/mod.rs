@@ -13,7 +13,9 @@
 //! (store, invoke, fail, trigger); `in_flight` keeps Kafka target calls
 //! out without waiting and settles them in order; `outputs` is the window
 //! of writes whose acknowledgements move the source offset; `replay`
-//! drains the stored backlog before the next live record.
+//! drains the stored backlog before the next live record, reading it
+//! through the instance's shared `readers` and held to its share of the
+//! control point's rate by `pacer`.
 
 mod in_flight;
 mod outputs;
