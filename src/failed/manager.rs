@@ -266,7 +266,7 @@ impl FailedEvents {
         let mut reports = Vec::new();
         for entry in chunk {
             let id = &entry.request_id;
-            let claim = claim_id(&options.by);
+            let claim = crate::clock::attempt_id(&options.by);
             let action = FailedAction {
                 request_id: id.clone(),
                 action: FailedActionKind::Resubmitting,
@@ -526,21 +526,6 @@ impl FailedEvents {
         }
         Ok(reports)
     }
-}
-
-/// A resubmission attempt's id: unique across operators and processes.
-fn claim_id(by: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{by}-{}-{:x}-{}",
-        std::process::id(),
-        nanos,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 async fn wait(d: DeliveryFuture) -> Result<i64, KafkaError> {

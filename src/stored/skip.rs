@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
@@ -138,20 +137,6 @@ impl fmt::Display for SkipReport {
     }
 }
 
-/// A skip attempt's id: unique across operators and processes.
-fn skip_id(by: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{by}-{}-{nanos:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// The failed event of a skipped stored request.
 fn failed_event(entry: &StoredEntry, mark: &StoredSkip, stored_topic: &str) -> FailedEvent {
     let r = &entry.request;
@@ -280,7 +265,7 @@ impl StoredBacklog {
                 request_id: e.request.request_id.clone(),
                 control_point: e.request.control_point.clone(),
                 source: e.request.source.clone(),
-                skip_id: skip_id(by),
+                skip_id: crate::clock::attempt_id(by),
                 skipped_by: by.to_string(),
                 skipped_at: crate::clock::now_ms(),
             };
