@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::admin::{self, AdminSettings, AdminState, KafkaOffsets};
 use crate::bindings::{HttpTarget, KafkaTarget, Target};
-use crate::control::{self, replay_key, CommandPublisher, ControlPoint, ControlTable};
+use crate::control::{self, CommandPublisher, ControlPoint, ControlTable};
 use crate::failed::FailedEvents;
 use crate::kafka::{self, TopicSpec};
 use crate::pipeline::{self, route::Routes};
@@ -398,12 +398,9 @@ fn replay_done_check(
 ) -> control::ReplayDone {
     Arc::new(move |cp: &ControlPoint| {
         replays.get(&cp.name).is_some_and(|plan| {
-            plan.partitions.iter().all(|(t, p)| {
-                table
-                    .replay_progress(&replay_key(&cp.name, t, *p))
-                    .done_epoch
-                    >= cp.epoch as i64
-            })
+            plan.partitions
+                .iter()
+                .all(|(t, p)| table.replay_finished(cp, t, *p))
         })
     })
 }

@@ -125,14 +125,15 @@ fn requested_pace(body: &[u8]) -> Result<Option<Option<Pace>>, ApiError> {
         ApiError::new(StatusCode::BAD_REQUEST, format!("unreadable body: {e}"))
             .hint(r#"send JSON like {"operator": "alice", "rate": "200/s"}"#)
     })?;
-    match parsed.rate.as_deref().map(str::trim) {
-        None => Ok(None),
-        Some("default") => Ok(Some(None)),
-        Some(rate) => rate.parse::<Pace>().map(|p| Some(Some(p))).map_err(|e| {
+    parsed
+        .rate
+        .as_deref()
+        .map(Pace::parse_setting)
+        .transpose()
+        .map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, format!("`rate`: {e}"))
                 .hint("e.g. \"200/s\", \"600/min\", \"unlimited\" or \"default\"")
-        }),
-    }
+        })
 }
 
 pub(super) async fn list(State(state): State<AdminState>) -> Json<ControlPointsView> {
@@ -354,11 +355,7 @@ fn answer(
 
 /// The service of control point `name`, or a 404 with a did-you-mean.
 pub(super) fn find(s: &AdminSettings, name: &str) -> Result<String, ApiError> {
-    if let Some((service, _)) = s
-        .topology
-        .control_points()
-        .find(|(_, sf)| sf.control_point == name)
-    {
+    if let Some((service, _)) = s.topology.control_point(name) {
         return Ok(service.name.clone());
     }
     let names: Vec<&str> = s
@@ -436,8 +433,7 @@ fn view(
         (true, Some(layout)) => {
             let configured = s
                 .topology
-                .control_points()
-                .find(|(_, sf)| sf.control_point == state.name)
+                .control_point(&state.name)
                 .and_then(|(_, sf)| sf.replay.rate);
             Some(replay_view(
                 &state,

@@ -100,10 +100,9 @@ fn pace(s: &str) -> Result<Pace, String> {
 }
 
 fn pace_or_default(s: &str) -> Result<PaceChoice, String> {
-    match s.trim() {
-        "default" => Ok(PaceChoice(None)),
-        other => pace(other).map(|p| PaceChoice(Some(p))),
-    }
+    Pace::parse_setting(s)
+        .map(PaceChoice)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -322,8 +321,7 @@ fn service_of(topology: &Topology, cp: &str) -> Result<String, Failure> {
         .map(|(_, sf)| sf.control_point.as_str())
         .collect();
     topology
-        .control_points()
-        .find(|(_, sf)| sf.control_point == cp)
+        .control_point(cp)
         .map(|(s, _)| s.name.clone())
         .ok_or_else(|| unknown("control point", cp, &names))
 }

@@ -142,6 +142,17 @@ impl FromStr for Pace {
     }
 }
 
+impl Pace {
+    /// An operator's pace setting: a rate, `unlimited`, or `default` (the
+    /// topology's, `None`).
+    pub fn parse_setting(s: &str) -> Result<Option<Pace>, RateError> {
+        match s.trim() {
+            "default" => Ok(None),
+            other => other.parse().map(Some),
+        }
+    }
+}
+
 impl fmt::Display for Pace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -247,6 +258,9 @@ mod tests {
             Some(r("9/s"))
         );
         assert_eq!("unlimited".parse::<Pace>(), Ok(Pace::Unlimited));
+        assert_eq!(Pace::parse_setting(" default "), Ok(None));
+        assert_eq!(Pace::parse_setting("5/s"), Ok(Some(Pace::Rate(r("5/s")))));
+        assert!(Pace::parse_setting("fast").is_err());
         assert_eq!(Pace::from_wire(0.0), Pace::Unlimited);
         assert_eq!(
             Pace::from_wire(Pace::Rate(r("9/s")).to_wire()),

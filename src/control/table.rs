@@ -221,6 +221,14 @@ impl ControlTable {
             .unwrap_or_default()
     }
 
+    /// Whether source partition `topic`/`partition` has finished the replay
+    /// of control point `state` at its current epoch.
+    pub fn replay_finished(&self, state: &ControlPoint, topic: &str, partition: i32) -> bool {
+        self.replay_progress(&replay_key(&state.name, topic, partition))
+            .done_epoch
+            >= state.epoch as i64
+    }
+
     /// Every replay progress record whose key starts with `prefix`.
     pub fn replay_progress_with_prefix(&self, prefix: &str) -> Vec<(String, ReplayProgress)> {
         self.inner

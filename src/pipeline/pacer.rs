@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::control::pace::{partition_share, Bucket};
-use crate::control::{replay_key, ControlPoint, ControlTable, Pace};
+use crate::control::{ControlPoint, ControlTable, Pace};
 use crate::shutdown::Shutdown;
 use crate::topology::ReplayPolicy;
 
@@ -67,10 +67,7 @@ impl Pacer {
                 self.replaying = self
                     .partitions
                     .iter()
-                    .filter(|(topic, p)| {
-                        table.replay_progress(&replay_key(cp, topic, *p)).done_epoch
-                            < state.epoch as i64
-                    })
+                    .filter(|(topic, p)| !table.replay_finished(&state, topic, *p))
                     .count();
                 self.counted_at = Some(now);
             }

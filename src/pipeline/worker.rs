@@ -147,12 +147,10 @@ impl Worker {
             return true;
         }
         state.replaying
-            && self
+            && !self
                 .ctx
                 .table
-                .replay_progress(&replay_key(cp, &self.topic, self.partition))
-                .done_epoch
-                < state.epoch as i64
+                .replay_finished(&state, &self.topic, self.partition)
     }
 
     async fn process(&mut self, m: OwnedMessage) -> Result<(), PipelineError> {

@@ -307,6 +307,12 @@ impl Topology {
             .filter_map(|s| s.store_and_forward.as_ref().map(|sf| (s, sf)))
     }
 
+    /// The control point named `name`, with its service.
+    pub fn control_point(&self, name: &str) -> Option<(&Service, &StoreAndForward)> {
+        self.control_points()
+            .find(|(_, sf)| sf.control_point == name)
+    }
+
     /// Every distinct request topic, in file order.
     pub fn request_topics(&self) -> Vec<&str> {
         let mut topics: Vec<&str> = Vec::new();

@@ -28,11 +28,11 @@ pub(super) async fn pace_replay(args: PaceArgs) -> Result<u8, Failure> {
     let args = args.switch;
     let topology = args.target.load()?;
     let cp = args.control_point.as_str();
-    let service = service_of(&topology, cp)?;
+    // An unknown control point is refused before anything is read.
+    service_of(&topology, cp)?;
     let configured = topology
-        .service(&service)
-        .and_then(|s| s.store_and_forward.as_ref())
-        .and_then(|sf| sf.replay.rate);
+        .control_point(cp)
+        .and_then(|(_, sf)| sf.replay.rate);
     let probe = probe(&topology)?;
     let control = load_control(&topology, &probe).await?;
     let before = control.table.get(cp);

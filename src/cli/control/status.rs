@@ -183,8 +183,7 @@ fn point_status(
             Some(watermarks).filter(|m| !m.is_empty()),
             |t, p| table.replay_progress(&replay_key(&state.name, t, p)),
             topology
-                .control_points()
-                .find(|(_, sf)| sf.control_point == state.name)
+                .control_point(&state.name)
                 .and_then(|(_, sf)| sf.replay.rate),
             now,
         )),
