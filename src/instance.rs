@@ -37,6 +37,8 @@ pub struct Options {
     /// Where the admin HTTP server listens (port 0: any free port); `None`
     /// runs without it.
     pub admin_listen: Option<SocketAddr>,
+    /// Who may use the admin server: its tokens and allowed host names.
+    pub admin_access: admin::AccessPolicy,
     /// Receives this instance's control table as soon as it is open, for a
     /// caller in the same process that watches the control points (the
     /// demo measures the time from a trigger to each instance storing).
@@ -141,6 +143,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
     }
     if let Some(addr) = options.admin_listen {
         let listener = admin::bind(addr).await?;
+        admin::log_access(&options.admin_access, listener.local_addr()?);
         let state = AdminState::new(AdminSettings {
             topology: topology.clone(),
             instance: instance.clone(),
@@ -156,6 +159,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             ),
             metrics,
             decision_timeout: ADMIN_DECISION_TIMEOUT,
+            access: options.admin_access.clone(),
             failed: Some(Arc::new(
                 FailedEvents::new(&topology).context("the admin server's failed-event reader")?,
             )),

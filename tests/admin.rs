@@ -6,8 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::admin::{get, get_json, metric, post_json, wait_eis};
+use common::admin::{call, get, get_json, metric, post_json, wait_eis};
 use common::app::{produce_queries, query_app, start_target};
+use common::process::{message, Sfwd};
 use sfwd::target_sim::Mode;
 
 /// Scrapes `/metrics` until `check` holds, or panics with the last scrape.
@@ -227,4 +228,247 @@ async fn metrics_move_as_requests_flow() {
         }) && metric(t, "sfwd_kafka_brokers_up", &[me]) >= 1.0
     })
     .await;
+}
+
+const ALICE: &str = "alice-0123456789abcdef0123456789";
+const VIKTOR: &str = "viktor-0123456789abcdef012345678";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tokens_viewers_read_operators_act_and_the_principal_is_recorded() {
+    let sim = start_target().await;
+    let app = query_app("admin-auth", &sim).await;
+    let tokens = app.dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("# who may use the admin server\nalice:operator:{ALICE}\nviktor:viewer:{VIKTOR}\n"),
+    )
+    .unwrap();
+    let source = format!("file:{}", tokens.display());
+    let mut a = Sfwd::start_with(
+        &app.topology,
+        "a",
+        app.dir.path(),
+        &["--admin-listen", "127.0.0.1:0", "--admin-tokens", &source],
+    );
+    a.wait_ready();
+    let base = format!("http://{}", a.admin_addr());
+    a.wait_for(
+        "the access mode said at start",
+        Duration::from_secs(10),
+        |l| {
+            message(l) == "admin server with tokens: viewers read, operators act"
+                && l["tokens"] == 2
+        },
+    );
+    let list = format!("{base}/api/control-points");
+    let store = format!("{base}/api/control-points/Eis/store");
+    let alice = format!("Bearer {ALICE}");
+    let viktor = format!("Bearer {VIKTOR}");
+
+    // Probes, scrapes and the static page need no token.
+    for open in ["/healthz", "/readyz", "/metrics", "/"] {
+        let (status, _) = get(&format!("{base}{open}")).await;
+        assert_eq!(status, 200, "{open}");
+    }
+    // No token, a wrong one, another scheme: 401 with a challenge.
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer not-a-token-of-this-server")],
+        vec![("authorization", "Basic YWxpY2U6eA==")],
+    ] {
+        let (status, challenge, v) = call("GET", &list, &headers, "").await;
+        assert_eq!(status, 401, "{headers:?}: {v}");
+        assert_eq!(challenge.as_deref(), Some("Bearer realm=\"sfwd\""));
+        assert!(v["hint"].as_str().unwrap().contains("Bearer"), "{v}");
+    }
+    // A viewer reads, and may not act.
+    let (status, _, v) = call("GET", &list, &[("authorization", &viktor)], "").await;
+    assert_eq!(
+        (status, v["control_points"][0]["name"].as_str()),
+        (200, Some("Eis"))
+    );
+    let (status, _, v) = call(
+        "GET",
+        &format!("{base}/api/session"),
+        &[("authorization", &viktor)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            v["principal"].as_str(),
+            v["role"].as_str(),
+            v["can_act"].as_bool()
+        ),
+        (Some("viktor"), Some("viewer"), Some(false))
+    );
+    let (status, _, v) = call("POST", &store, &[("authorization", &viktor)], "").await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"], "`viktor` is a viewer: only an operator may act");
+    // A foreign Host (DNS rebinding) is refused even with a good token.
+    let (status, _, v) = call(
+        "GET",
+        &list,
+        &[("authorization", &alice), ("host", "rebound.example:9464")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 421, "{v}");
+    assert!(
+        v["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--admin-allowed-hosts"),
+        "{v}"
+    );
+    // A cross-site action is refused even with a good token.
+    let (status, _, v) = call(
+        "POST",
+        &store,
+        &[("authorization", &alice), ("origin", "http://evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cross-site action refused"),
+        "{v}"
+    );
+    let (_, _, v) = call(
+        "GET",
+        &format!("{base}/api/control-points/Eis"),
+        &[("authorization", &alice)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (v["state"].as_str(), v["epoch"].as_u64()),
+        (Some("FORWARD"), Some(0)),
+        "nothing refused changed anything"
+    );
+
+    // An operator acts; the command records the token's principal, not the
+    // name the client sends.
+    let (status, _, v) = call(
+        "POST",
+        &store,
+        &[
+            ("authorization", &alice),
+            ("content-type", "application/json"),
+        ],
+        r#"{"operator":"mallory"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"], "applied");
+    assert_eq!(v["control_point"]["by"], "operator:alice");
+    a.wait_for(
+        "the writer applied alice's command",
+        Duration::from_secs(30),
+        |l| {
+            message(l) == "control point changed"
+                && common::process::field(l, "by") == "operator:alice"
+        },
+    );
+    a.terminate();
+}
+
+/// The first address of this machine that is not loopback, as seen by a
+/// socket routed outwards (no packet is sent).
+fn outward_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .connect("192.0.2.1:9")
+        .expect("this test needs a network interface besides loopback (any route will do)");
+    let ip = socket.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback(), "{ip}");
+    ip
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_tokens_actions_come_only_from_loopback_and_only_marked() {
+    let sim = start_target().await;
+    let app = query_app("admin-open", &sim).await;
+    let mut a = Sfwd::start_with(
+        &app.topology,
+        "a",
+        app.dir.path(),
+        &["--admin-listen", "0.0.0.0:0"],
+    );
+    a.wait_ready();
+    let port = a.admin_addr().port();
+    let line = a.wait_for(
+        "the access mode said at start",
+        Duration::from_secs(10),
+        |l| message(l).starts_with("admin server without tokens"),
+    );
+    assert!(
+        message(&line).contains("refused except from loopback"),
+        "{line}"
+    );
+    let outward = outward_address();
+    // The outward address is not an allowed host name by default.
+    let (status, _, v) = call(
+        "GET",
+        &format!("http://{outward}:{port}/api/control-points"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 421, "{v}");
+    a.terminate();
+
+    let host = outward.to_string();
+    let mut b = Sfwd::start_with(
+        &app.topology,
+        "b",
+        app.dir.path(),
+        &[
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--admin-allowed-hosts",
+            &host,
+        ],
+    );
+    b.wait_ready();
+    let port = b.admin_addr().port();
+    let allowed = format!("http://{outward}:{port}/api/control-points");
+    let remote = format!("http://{outward}:{port}/api/control-points/Eis/store");
+    let local = format!("http://127.0.0.1:{port}/api/control-points/Eis/store");
+    // From another address: reads yes, actions no.
+    let (status, _, _) = call("GET", &allowed, &[], "").await;
+    assert_eq!(status, 200);
+    let (status, _, v) = call("POST", &remote, &[("x-sfwd-request", "1")], "").await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("came from {outward}")),
+        "{v}"
+    );
+
+    // From loopback: only with the header a cross-site page cannot send.
+    let (status, _, v) = call("POST", &local, &[], "").await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("x-sfwd-request"),
+        "{v}"
+    );
+    let (status, _, v) = call("POST", &local, &[("x-sfwd-request", "1")], "").await;
+    assert!(
+        status == 200 || status == 202 && v["result"] == "pending",
+        "{status} {v}"
+    );
+    wait_eis(
+        &format!("http://127.0.0.1:{port}"),
+        "the store applied",
+        |v| v["state"] == "STORE",
+    )
+    .await;
+    b.terminate();
 }

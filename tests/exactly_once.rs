@@ -50,6 +50,7 @@ services:
             data_dir: dir.path().join("eos-1"),
             create_request_topics: false,
             admin_listen: None,
+            admin_access: Default::default(),
             table_observer: None,
         },
         trigger.clone(),

@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::admin::wait_eis;
+use common::admin::{call, wait_eis};
 use common::app::{produce_queries, query_app, start_target};
+use common::process::{message, Sfwd};
 use serde_json::{json, Value};
 use sfwd::target_sim::Mode;
 use tungstenite::stream::MaybeTlsStream;
@@ -400,4 +401,154 @@ async fn forward_from_the_page_replays_the_backlog() {
         .await
         .expect("the 11 stored requests delivered");
     assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
+}
+
+/// Serves `html` to every connection on a free loopback port, in a thread,
+/// and returns the page's URL: a site other than the admin server's.
+fn serve_other_site(html: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_of_another_site_cannot_switch_a_control_point() {
+    chromium_binary();
+    let sim = start_target().await;
+    let app = query_app("webpage-csrf", &sim).await;
+    let (mut instance, base) = app.start_with_admin("w");
+    let store = format!("{base}/api/control-points/Eis/store");
+    // What a hostile page can do without this server's consent: a form
+    // posted into a frame, and a "no-cors" fetch.
+    let hostile = serve_other_site(format!(
+        r#"<!doctype html><title>hostile</title>
+<form id="f" method="POST" action="{store}" target="sink"><input name="operator" value="mallory"></form>
+<iframe name="sink"></iframe>
+<script>
+fetch("{store}", {{ method: "POST", mode: "no-cors", body: "{{}}" }})
+  .finally(() => {{ document.getElementById("f").submit(); document.title = "sent"; }});
+</script>"#
+    ));
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::open(&hostile);
+        b.wait_until(
+            "both requests sent",
+            Duration::from_secs(30),
+            r#"document.title === "sent""#,
+        );
+        b
+    });
+    let browser = opened.await.unwrap();
+    // Both reached the server and were refused as cross-site.
+    let refusals = std::cell::Cell::new(0);
+    instance.wait_for(
+        "two cross-site actions refused",
+        Duration::from_secs(30),
+        |l| {
+            let refused = message(l) == "admin request refused"
+                && l["path"] == "/api/control-points/Eis/store"
+                && l["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("CrossSite(\"Sec-Fetch-Site is"));
+            refusals.set(refusals.get() + usize::from(refused));
+            refusals.get() == 2
+        },
+    );
+    drop(browser);
+    let v = wait_eis(&base, "the control point as it was", |_| true).await;
+    assert_eq!(
+        (v["state"].as_str(), v["epoch"].as_u64()),
+        (Some("FORWARD"), Some(0)),
+        "{v}"
+    );
+    assert!(
+        !instance
+            .seen
+            .iter()
+            .any(|l| message(l) == "operator command published"),
+        "no command was published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_asks_for_a_token_and_acts_as_its_principal() {
+    chromium_binary();
+    const TOKEN: &str = "alice-page-0123456789abcdef0123";
+    let sim = start_target().await;
+    let app = query_app("webpage-token", &sim).await;
+    let tokens = app.dir.path().join("tokens");
+    std::fs::write(&tokens, format!("alice:operator:{TOKEN}\n")).unwrap();
+    let source = format!("file:{}", tokens.display());
+    let mut instance = Sfwd::start_with(
+        &app.topology,
+        "w",
+        app.dir.path(),
+        &["--admin-listen", "127.0.0.1:0", "--admin-tokens", &source],
+    );
+    instance.wait_assigned();
+    let base = format!("http://{}", instance.admin_addr());
+    let url = format!("{base}/");
+    let page = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::open(&url);
+        b.wait_until(
+            "the token prompt",
+            Duration::from_secs(30),
+            r#"(document.getElementById("login") || { hidden: true }).hidden === false"#,
+        );
+        b.eval(&format!(
+            r#"document.getElementById("token").value = "{TOKEN}"; document.getElementById("login").requestSubmit()"#
+        ));
+        b.wait_until(
+            "who the page acts as",
+            Duration::from_secs(30),
+            r#"document.getElementById("session").textContent === "signed in as alice (operator)""#,
+        );
+        b.wait_until(
+            "the control point",
+            Duration::from_secs(30),
+            &shows("state", "FORWARD"),
+        );
+        b.eval(
+            r#"document.querySelector('tr[data-cp="Eis"] button[data-action="store"]').click()"#,
+        );
+        b.wait_until(
+            "the confirmation dialog, without a name to type",
+            Duration::from_secs(5),
+            r#"document.getElementById("confirm").open && document.getElementById("operator-field").hidden"#,
+        );
+        b.eval(r#"document.getElementById("confirm-yes").click()"#);
+        b.wait_until(
+            "the command's result",
+            Duration::from_secs(30),
+            r#"document.getElementById("message").textContent.includes("store Eis: applied")"#,
+        );
+        b.screenshot("signed-in");
+    });
+    page.await.unwrap();
+    let (status, _, v) = call(
+        "GET",
+        &format!("{base}/api/control-points/Eis"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["by"].as_str()),
+        (Some("STORE"), Some("operator:alice")),
+        "{v}"
+    );
 }

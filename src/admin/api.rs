@@ -4,11 +4,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::access::{valid_principal, Caller};
 use super::backlog::backlog;
 use super::error::ApiError;
 use super::progress::replay_view;
@@ -170,19 +171,21 @@ pub(super) async fn one(
 pub(super) async fn store(
     State(state): State<AdminState>,
     Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
-    command(state, name, &headers, &body, Mode::Store).await
+    command(state, name, &caller, &headers, &body, Mode::Store).await
 }
 
 pub(super) async fn forward(
     State(state): State<AdminState>,
     Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
-    command(state, name, &headers, &body, Mode::Forward).await
+    command(state, name, &caller, &headers, &body, Mode::Forward).await
 }
 
 /// `POST /api/control-points/{name}/pace` with `{"rate": "50/s"}`: the
@@ -190,6 +193,7 @@ pub(super) async fn forward(
 pub(super) async fn pace(
     State(state): State<AdminState>,
     Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
@@ -198,7 +202,7 @@ pub(super) async fn pace(
     if !s.table.is_ready() {
         return Err(not_ready());
     }
-    let operator = operator(&headers, &body)?;
+    let operator = operator(&caller, &headers, &body)?;
     let Some(pace) = requested_pace(&body)? else {
         return Err(
             ApiError::new(StatusCode::BAD_REQUEST, "no `rate` given").hint(
@@ -258,6 +262,7 @@ fn pending_message(s: &AdminSettings) -> String {
 async fn command(
     state: AdminState,
     name: String,
+    caller: &Caller,
     headers: &HeaderMap,
     body: &[u8],
     wanted: Mode,
@@ -267,7 +272,7 @@ async fn command(
     if !s.table.is_ready() {
         return Err(not_ready());
     }
-    let operator = operator(headers, body)?;
+    let operator = operator(caller, headers, body)?;
     let pace = requested_pace(body)?;
     let current = s.table.get(&name);
     let kind = match wanted {
@@ -375,9 +380,14 @@ pub(super) fn find(s: &AdminSettings, name: &str) -> Result<String, ApiError> {
     .hint(hint))
 }
 
-/// The operator's name: the body's `operator`, else the operator header,
-/// else `admin-http`.
-pub(super) fn operator(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+/// The operator's name: the token's principal when the caller presented
+/// one (what the client says is then ignored); otherwise the body's
+/// `operator`, else the operator header, else `admin-http`.
+pub(super) fn operator(
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -400,14 +410,13 @@ pub(super) fn operator(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiEr
         ),
         None => None,
     };
+    if let Some(principal) = &caller.principal {
+        return Ok(principal.clone());
+    }
     let name = from_body
         .or(from_header)
         .unwrap_or_else(|| DEFAULT_OPERATOR.to_string());
-    let valid = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
-    if !valid {
+    if !valid_principal(&name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("invalid operator name `{name}`"),
@@ -577,6 +586,12 @@ mod tests {
 
     #[test]
     fn operator_names() {
+        let anonymous = Caller {
+            principal: None,
+            role: crate::admin::Role::Operator,
+            from: None,
+        };
+        let operator = |h: &HeaderMap, body: &[u8]| super::operator(&anonymous, h, body);
         let none = HeaderMap::new();
         assert_eq!(operator(&none, b"").unwrap(), "admin-http");
         assert_eq!(
@@ -596,6 +611,15 @@ mod tests {
         assert_eq!(
             operator(&none, br#"{"who":"x"}"#).unwrap_err().status,
             StatusCode::BAD_REQUEST
+        );
+        let alice = Caller {
+            principal: Some("alice".into()),
+            ..anonymous.clone()
+        };
+        assert_eq!(
+            super::operator(&alice, &h, br#"{"operator":"mallory"}"#).unwrap(),
+            "alice",
+            "a token's principal is recorded, whatever the client says"
         );
     }
 }

@@ -7,6 +7,7 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 once the control state is loaded, 503 before |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /api/session` | who the caller is: principal, role, whether it may act |
 //! | `GET /api/control-points` | every control point of the topology |
 //! | `GET /api/control-points/{name}` | one control point |
 //! | `POST /api/control-points/{name}/store` | operator `store` |
@@ -22,6 +23,7 @@
 //! [`StoredOffsets`], [`FailedSource`] and [`StoredSource`], which tests
 //! replace.
 
+pub mod access;
 mod api;
 mod backlog;
 mod error;
@@ -29,6 +31,7 @@ mod failed;
 mod progress;
 mod stored;
 
+pub use access::{AccessPolicy, AllowedHosts, Role, TokenSource, Tokens};
 pub use api::{
     CommandOutcome, ControlPointView, ControlPointsView, PartitionReplay, ReplayView, TriggerView,
     OPERATOR_HEADER,
@@ -113,6 +116,8 @@ pub struct AdminSettings {
     /// How long a store/forward request waits for the control writer to
     /// apply its command before answering `pending`.
     pub decision_timeout: Duration,
+    /// Who may read and act ([`access`]).
+    pub access: AccessPolicy,
 }
 
 /// The admin server's shared state. Cheap to clone.
@@ -161,6 +166,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/session", get(session))
         .route("/api/control-points", get(api::list))
         .route("/api/control-points/{name}", get(api::one))
         .route("/api/control-points/{name}/store", post(api::store))
@@ -172,6 +178,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/stored/{id}/skip", post(stored::skip))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
         .with_state(state)
 }
 
@@ -187,8 +197,9 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, instance = %state.settings().instance, "admin listening");
     let mut drain = shutdown.clone();
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.wait().await });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await });
     tokio::select! {
         served = server => served,
         _ = async {
@@ -213,6 +224,25 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// Says at start who may use the admin server at `addr`.
+pub fn log_access(access: &AccessPolicy, addr: SocketAddr) {
+    let hosts = access.hosts.describe();
+    if access.tokens.is_empty() {
+        if addr.ip().is_loopback() {
+            tracing::info!(addr = %addr, hosts = %hosts, "admin server without tokens: reads and actions from this machine only");
+        } else {
+            tracing::warn!(
+                addr = %addr,
+                hosts = %hosts,
+                "admin server without tokens: anyone who reaches it may read, and actions are \
+                 refused except from loopback; configure --admin-tokens to act from elsewhere"
+            );
+        }
+    } else {
+        tracing::info!(addr = %addr, tokens = access.tokens.len(), hosts = %hosts, "admin server with tokens: viewers read, operators act");
+    }
+}
+
 async fn page() -> impl IntoResponse {
     (
         [
@@ -221,6 +251,26 @@ async fn page() -> impl IntoResponse {
         ],
         PAGE,
     )
+}
+
+/// `GET /api/session`: the caller as the server sees it.
+async fn session(
+    axum::extract::State(state): axum::extract::State<AdminState>,
+    axum::extract::Extension(caller): axum::extract::Extension<access::Caller>,
+) -> impl IntoResponse {
+    let policy = &state.settings().access;
+    let can_act = if policy.tokens.is_empty() {
+        caller.from.is_some_and(|a| access::is_loopback(a.ip()))
+    } else {
+        caller.role == Role::Operator
+    };
+    Json(serde_json::json!({
+        "principal": caller.principal,
+        "role": caller.role.as_str(),
+        "authenticated": caller.principal.is_some(),
+        "can_act": can_act,
+        "from": caller.from_text(),
+    }))
 }
 
 async fn healthz(
@@ -286,6 +336,14 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         format!("{method} is not allowed on {}", uri.path()),
     )
     .hint(hint)
+}
+
+/// [`router`] as a loopback client reaches it, for tests without a socket.
+#[cfg(test)]
+fn local_router(state: AdminState) -> Router {
+    router(state).layer(axum::extract::connect_info::MockConnectInfo(
+        SocketAddr::from(([127, 0, 0, 1], 40000)),
+    ))
 }
 
 #[cfg(test)]

@@ -21,12 +21,13 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
+use super::access::Caller;
 use super::api::{find, operator};
 use super::error::ApiError;
 use super::AdminState;
@@ -248,10 +249,11 @@ pub(super) async fn one(
 pub(super) async fn skip(
     State(state): State<AdminState>,
     Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let by = format!("operator:{}", operator(&headers, &body)?);
+    let by = format!("operator:{}", operator(&caller, &headers, &body)?);
     let report = state
         .stored_source()?
         .skip(id.clone(), by.clone())

@@ -172,7 +172,7 @@ fn router_over(stored: Option<Arc<dyn StoredSource>>) -> Router {
     let partitions = |names: &[&str]| -> HashMap<String, i32> {
         names.iter().map(|t| (t.to_string(), 2)).collect()
     };
-    router(AdminState::new(AdminSettings {
+    local_router(AdminState::new(AdminSettings {
         layouts: layouts(
             &topology,
             &partitions(&["hr.get"]),
@@ -185,6 +185,7 @@ fn router_over(stored: Option<Arc<dyn StoredSource>>) -> Router {
         offsets: Arc::new(NoOffsets),
         metrics: crate::telemetry::install(),
         decision_timeout: Duration::from_millis(200),
+        access: Default::default(),
         failed: None,
         stored,
     }))
@@ -200,7 +201,10 @@ async fn json(
     uri: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(access::REQUEST_HEADER, "test");
     for (k, v) in headers {
         request = request.header(*k, *v);
     }

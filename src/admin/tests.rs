@@ -178,13 +178,14 @@ fn fixture_with(writer: Writer, offsets: Offsets, failed: Option<Failed>) -> Fix
         offsets: Arc::new(offsets),
         metrics: crate::telemetry::install(),
         decision_timeout: Duration::from_millis(200),
+        access: Default::default(),
         failed: failed.map(|f| Arc::new(f) as Arc<dyn FailedSource>),
         stored: None,
     });
     Fixture {
         table,
         writer,
-        router: router(state),
+        router: local_router(state),
     }
 }
 
@@ -198,6 +199,7 @@ async fn call(router: &Router, method: Method, uri: &str, body: &str) -> (Status
     let request = Request::builder()
         .method(method)
         .uri(uri)
+        .header(access::REQUEST_HEADER, "test")
         .body(Body::from(body.to_string()))
         .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
@@ -395,6 +397,7 @@ async fn store_then_store_again_then_forward() {
 
     let request = Request::post("/api/control-points/EmployeeData/forward")
         .header(OPERATOR_HEADER, "bob")
+        .header(access::REQUEST_HEADER, "test")
         .body(Body::empty())
         .unwrap();
     let response = f.router.clone().oneshot(request).await.unwrap();

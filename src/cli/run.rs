@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use sfwd::admin::{AccessPolicy, AllowedHosts, TokenSource, Tokens};
 use sfwd::instance::{self, Options};
 use sfwd::shutdown;
 
@@ -43,6 +44,21 @@ pub struct Args {
         value_parser = parse_admin_listen
     )]
     admin_listen: AdminListen,
+    /// Where the admin server's tokens are: `file:PATH` or `env:VAR`, each
+    /// entry `principal:role:token` (roles `viewer`, `operator`). Without
+    /// tokens anyone who reaches the server may read, and only loopback
+    /// clients may act.
+    #[arg(long, value_name = "SOURCE", env = "SFWD_ADMIN_TOKENS", value_parser = TokenSource::parse)]
+    admin_tokens: Option<TokenSource>,
+    /// Host names the admin server answers to besides localhost, 127.0.0.1,
+    /// ::1 and its listen address (comma-separated; `*` for any).
+    #[arg(
+        long,
+        value_name = "NAMES",
+        env = "SFWD_ADMIN_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    admin_allowed_hosts: Vec<String>,
 }
 
 /// The `--admin-listen` value: an address, or no admin server.
@@ -89,6 +105,16 @@ fn run_inner(args: Args) -> anyhow::Result<()> {
     if let Some(b) = args.bootstrap {
         topology.kafka.bootstrap = b;
     }
+    let tokens = match &args.admin_tokens {
+        Some(source) => {
+            Tokens::load(source).context("reading the admin tokens (--admin-tokens)")?
+        }
+        None => Tokens::default(),
+    };
+    let admin_access = AccessPolicy {
+        tokens,
+        hosts: AllowedHosts::new(args.admin_listen.0, &args.admin_allowed_hosts),
+    };
     let instance_id = args.instance_id.unwrap_or_else(default_instance_id);
     let data_dir = args.data_dir.unwrap_or_else(|| {
         PathBuf::from(".sfwd")
@@ -118,6 +144,7 @@ fn run_inner(args: Args) -> anyhow::Result<()> {
                 data_dir,
                 create_request_topics: args.create_topics,
                 admin_listen: args.admin_listen.0,
+                admin_access,
                 table_observer: None,
             },
             trigger,

@@ -119,6 +119,7 @@ pub async fn start_instance(
         data_dir,
         create_request_topics: false,
         admin_listen: None,
+        admin_access: Default::default(),
         table_observer: Some(observer),
     };
     let mut task = tokio::spawn(instance::run(options, stop.clone()));

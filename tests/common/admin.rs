@@ -45,6 +45,7 @@ pub async fn post_json(url: &str, body: &str) -> (u16, Value) {
     let r = client()
         .post(url)
         .header("content-type", "application/json")
+        .header("x-sfwd-request", "test")
         .body(body.to_string())
         .send()
         .await
@@ -52,6 +53,32 @@ pub async fn post_json(url: &str, body: &str) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).expect(&text))
+}
+
+/// Any request with `headers`: the status, the `WWW-Authenticate` header,
+/// and the answer as JSON (`Null` when it is not JSON).
+pub async fn call(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Option<String>, Value) {
+    let mut r = client().request(method.parse().unwrap(), url);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let r = r.body(body.to_string()).send().await.expect("request");
+    let status = r.status().as_u16();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = r.text().await.unwrap();
+    (
+        status,
+        challenge,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
 }
 
 /// The sum of the samples of `name` whose labels include every `labels`

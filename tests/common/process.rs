@@ -22,6 +22,12 @@ impl Sfwd {
     /// `SFWD_TEST_WRAPPER`, when set, is a command that runs it (e.g.
     /// `valgrind --tool=callgrind` to profile it).
     pub fn start(topology: &Path, instance: &str, dir: &Path) -> Sfwd {
+        Sfwd::start_with(topology, instance, dir, &["--admin-listen", "127.0.0.1:0"])
+    }
+
+    /// [`Sfwd::start`] with other options of `sfwd run` instead of
+    /// `--admin-listen 127.0.0.1:0`.
+    pub fn start_with(topology: &Path, instance: &str, dir: &Path, options: &[&str]) -> Sfwd {
         let data_dir: PathBuf = dir.join(instance);
         let wrapper = std::env::var("SFWD_TEST_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
@@ -42,7 +48,7 @@ impl Sfwd {
                 "--topology",
             ])
             .arg(topology)
-            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(options)
             .args(["--instance-id", instance, "--data-dir"])
             .arg(&data_dir)
             .env("SFWD_BOOTSTRAP", super::bootstrap())
