@@ -100,6 +100,28 @@ async fn the_api_shows_control_points_and_takes_operator_commands() {
     let (status, v) = get_json(&format!("{base}/api/nope")).await;
     assert_eq!(status, 404);
     assert!(v["error"].as_str().is_some() && v.get("hint").is_some());
+
+    // Oversized requests get the same JSON error, through the real socket.
+    let long = format!("{base}/api/control-points?{}", "x".repeat(9000));
+    let (status, _, v) = call("GET", &long, &[], "").await;
+    assert_eq!(status, 414, "{v}");
+    assert!(
+        v["error"].as_str().is_some() && v.get("hint").is_some(),
+        "{v}"
+    );
+    let filler = "y".repeat(1000);
+    let names: Vec<String> = (0..40).map(|i| format!("x-filler-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), filler.as_str()))
+        .collect();
+    let (status, _, v) = call("GET", &format!("{base}/api/control-points"), &headers, "").await;
+    assert_eq!(status, 431, "{v}");
+    assert!(v["error"].as_str().is_some(), "{v}");
+    let big = format!(r#"{{"operator": "{}"}}"#, "a".repeat(70 * 1024));
+    let (status, v) = post_json(&format!("{base}/api/control-points/Eis/store"), &big).await;
+    assert_eq!(status, 413, "{v}");
+    assert!(v["hint"].as_str().is_some(), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

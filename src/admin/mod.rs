@@ -63,6 +63,16 @@ use crate::topology::Topology;
 /// The web page, compiled into the binary.
 pub const PAGE: &str = include_str!("page.html");
 
+/// The largest request body: every body the API takes is a small JSON
+/// object.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The longest request target (path and query).
+const MAX_URI: usize = 8 * 1024;
+
+/// The most header bytes (names and values) a request may carry.
+const MAX_HEADERS: usize = 32 * 1024;
+
 /// How long in-flight requests may take to finish once shutdown fires.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -182,6 +192,8 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             access::guard,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(limits))
         .with_state(state)
 }
 
@@ -241,6 +253,51 @@ pub fn log_access(access: &AccessPolicy, addr: SocketAddr) {
     } else {
         tracing::info!(addr = %addr, tokens = access.tokens.len(), hosts = %hosts, "admin server with tokens: viewers read, operators act");
     }
+}
+
+/// Refuses a request target or headers too large, and gives every
+/// refusal for size (also the body limit's, answered deeper down) the
+/// JSON error shape.
+async fn limits(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let uri = request.uri().to_string().len();
+    if uri > MAX_URI {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {uri} bytes; at most {MAX_URI} are read"),
+        )
+        .hint("page with `limit` and `after` instead of long queries")
+        .into_response();
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers > MAX_HEADERS {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request's headers are {headers} bytes; at most {MAX_HEADERS} are read"),
+        )
+        .hint("send fewer or smaller headers (cookies of other sites on this host count too)")
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+        .hint(r#"the API takes small JSON bodies like {"rate": "200/s"}"#)
+        .into_response();
+    }
+    response
 }
 
 async fn page() -> impl IntoResponse {

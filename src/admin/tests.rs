@@ -612,6 +612,51 @@ async fn unknown_routes_and_methods_answer_json() {
 }
 
 #[tokio::test]
+async fn oversized_requests_get_the_json_error() {
+    let f = ready(Writer::default());
+    let long = format!("/api/control-points?{}", "x".repeat(9000));
+    let (status, v) = json(&f.router, Method::GET, &long, "").await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    assert_error(&v);
+    assert!(v["error"].as_str().unwrap().contains("at most 8192"), "{v}");
+
+    let mut request = Request::get("/api/control-points");
+    for i in 0..40 {
+        request = request.header(format!("x-filler-{i}"), "y".repeat(1000));
+    }
+    let response = f
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_error(&serde_json::from_slice(&bytes).unwrap());
+
+    let body = format!(r#"{{"operator": "{}"}}"#, "a".repeat(70 * 1024));
+    let (status, v) = json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/store",
+        &body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&v);
+    assert!(v["error"].as_str().unwrap().contains("65536"), "{v}");
+    assert!(
+        f.writer.sent.lock().unwrap().is_empty(),
+        "nothing published"
+    );
+}
+
+#[tokio::test]
 async fn without_a_failed_source_the_list_is_not_served() {
     let f = ready(Writer::default());
     let (status, v) = json(&f.router, Method::GET, "/api/failed", "").await;
