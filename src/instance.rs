@@ -39,6 +39,8 @@ pub struct Options {
     pub admin_listen: Option<SocketAddr>,
     /// Who may use the admin server: its tokens and allowed host names.
     pub admin_access: admin::AccessPolicy,
+    /// HTTPS for the admin server: its certificate and key.
+    pub admin_tls: Option<admin::TlsFiles>,
     /// Receives this instance's control table as soon as it is open, for a
     /// caller in the same process that watches the control points (the
     /// demo measures the time from a trigger to each instance storing).
@@ -142,6 +144,12 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
         });
     }
     if let Some(addr) = options.admin_listen {
+        let tls = options
+            .admin_tls
+            .as_ref()
+            .map(admin::TlsFiles::load)
+            .transpose()
+            .context("the admin server's TLS certificate (--admin-tls-cert, --admin-tls-key)")?;
         let listener = admin::bind(addr).await?;
         admin::log_access(&options.admin_access, listener.local_addr()?);
         let state = AdminState::new(AdminSettings {
@@ -172,7 +180,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
         tasks.spawn(async move {
             (
                 "admin server",
-                admin::serve(listener, state, stop)
+                admin::serve(listener, tls, state, stop)
                     .await
                     .map_err(Into::into),
             )

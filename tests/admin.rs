@@ -494,3 +494,80 @@ async fn without_tokens_actions_come_only_from_loopback_and_only_marked() {
     .await;
     b.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_server_speaks_https_with_the_given_certificate() {
+    let sim = start_target().await;
+    let app = query_app("admin-tls", &sim).await;
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_file = app.dir.path().join("admin.crt");
+    let key_file = app.dir.path().join("admin.key");
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key_pair.serialize_pem()).unwrap();
+
+    // A key that is not one: sfwd refuses to start and names the file.
+    let wrong = app.dir.path().join("wrong.key");
+    std::fs::write(&wrong, "not a key\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sfwd"))
+        .args(["run", "--topology"])
+        .arg(&app.topology)
+        .args(["--admin-listen", "127.0.0.1:0", "--admin-tls-cert"])
+        .arg(&cert_file)
+        .arg("--admin-tls-key")
+        .arg(&wrong)
+        .args(["--data-dir"])
+        .arg(app.dir.path().join("wrong"))
+        .env("SFWD_BOOTSTRAP", common::bootstrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--admin-tls-key") && stderr.contains("wrong.key: no usable private key"),
+        "{stderr}"
+    );
+
+    let mut a = Sfwd::start_with(
+        &app.topology,
+        "a",
+        app.dir.path(),
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-tls-cert",
+            cert_file.to_str().unwrap(),
+            "--admin-tls-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    a.wait_ready();
+    let port = a.admin_addr().port();
+    let line = a.wait_for("admin listening", Duration::from_secs(10), |l| {
+        message(l) == "admin listening"
+    });
+    assert_eq!(line["scheme"], "https");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{port}/api/control-points"))
+        .send()
+        .await
+        .expect("HTTPS with the server's certificate");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["control_points"][0]["name"], "Eis");
+    // Plain HTTP on the same port gets no answer.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+        .get(format!("http://localhost:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    a.terminate();
+}

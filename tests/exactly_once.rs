@@ -51,6 +51,7 @@ services:
             create_request_topics: false,
             admin_listen: None,
             admin_access: Default::default(),
+            admin_tls: None,
             table_observer: None,
         },
         trigger.clone(),

@@ -30,6 +30,7 @@ mod error;
 mod failed;
 mod progress;
 mod stored;
+pub mod tls;
 
 pub use access::{AccessPolicy, AllowedHosts, Role, TokenSource, Tokens};
 pub use api::{
@@ -41,6 +42,7 @@ pub use error::ApiError;
 pub use failed::FailedSource;
 pub use progress::replay_view;
 pub use stored::StoredSource;
+pub use tls::TlsFiles;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -197,21 +199,36 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` fires, then lets
-/// in-flight requests finish for a few seconds. Logs `admin listening` with
-/// the bound address (`addr`) first, which tells a caller that bound port 0
-/// where to connect.
+/// Serves [`router`] on `listener` (over TLS with `tls`) until `shutdown`
+/// fires, then lets in-flight requests finish for a few seconds. Logs
+/// `admin listening` with the bound address (`addr`) and `scheme` first,
+/// which tells a caller that bound port 0 where to connect.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     state: AdminState,
     mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    use std::future::IntoFuture as _;
     let addr = listener.local_addr()?;
-    tracing::info!(addr = %addr, instance = %state.settings().instance, "admin listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %addr, scheme, instance = %state.settings().instance, "admin listening");
     let mut drain = shutdown.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await });
+    let stop = async move { shutdown.wait().await };
+    let server = match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .into_future(),
+        Some(config) => {
+            // `tap_io` gives the TLS listener axum's `ConnectInfo<SocketAddr>`.
+            let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| ());
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future()
+        }
+    };
     tokio::select! {
         served = server => served,
         _ = async {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sfwd::admin::{AccessPolicy, AllowedHosts, TokenSource, Tokens};
+use sfwd::admin::{AccessPolicy, AllowedHosts, TlsFiles, TokenSource, Tokens};
 use sfwd::instance::{self, Options};
 use sfwd::shutdown;
 
@@ -59,6 +59,23 @@ pub struct Args {
         value_delimiter = ','
     )]
     admin_allowed_hosts: Vec<String>,
+    /// Serve the admin server over HTTPS with this certificate chain (PEM);
+    /// needs --admin-tls-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "SFWD_ADMIN_TLS_CERT",
+        requires = "admin_tls_key"
+    )]
+    admin_tls_cert: Option<PathBuf>,
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "SFWD_ADMIN_TLS_KEY",
+        requires = "admin_tls_cert"
+    )]
+    admin_tls_key: Option<PathBuf>,
 }
 
 /// The `--admin-listen` value: an address, or no admin server.
@@ -145,6 +162,10 @@ fn run_inner(args: Args) -> anyhow::Result<()> {
                 create_request_topics: args.create_topics,
                 admin_listen: args.admin_listen.0,
                 admin_access,
+                admin_tls: args
+                    .admin_tls_cert
+                    .zip(args.admin_tls_key)
+                    .map(|(cert, key)| TlsFiles { cert, key }),
                 table_observer: None,
             },
             trigger,

@@ -120,6 +120,7 @@ pub async fn start_instance(
         create_request_topics: false,
         admin_listen: None,
         admin_access: Default::default(),
+        admin_tls: None,
         table_observer: Some(observer),
     };
     let mut task = tokio::spawn(instance::run(options, stop.clone()));
