@@ -108,13 +108,26 @@ fn arg<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
         .and_then(|i| args.get(i + 1).copied())
 }
 
-/// `HOST:CONTAINER` port mappings of a service.
+/// `[IP:]HOST:CONTAINER` port mappings of a service.
 fn ports(service: &Value) -> Vec<(u16, u16)> {
+    published(service)
+        .into_iter()
+        .map(|(_, host, container)| (host, container))
+        .collect()
+}
+
+/// `[IP:]HOST:CONTAINER` port mappings with the host address (`None`: all).
+fn published(service: &Value) -> Vec<(Option<String>, u16, u16)> {
     strings(&service["ports"])
         .into_iter()
         .map(|p| {
-            let (host, container) = p.rsplit_once(':').expect("HOST:CONTAINER");
-            (host.parse().unwrap(), container.parse().unwrap())
+            let parts: Vec<&str> = p.split(':').collect();
+            let (ip, host, container) = match parts[..] {
+                [host, container] => (None, host, container),
+                [ip, host, container] => (Some(ip.to_string()), host, container),
+                _ => panic!("`{p}` is not [IP:]HOST:CONTAINER"),
+            };
+            (ip, host.parse().unwrap(), container.parse().unwrap())
         })
         .collect()
 }
@@ -253,6 +266,26 @@ fn three_instances_run_the_mounted_topology_which_validates() {
         assert_eq!(args[0], "run", "{name}");
         assert_eq!(arg(&args, "--instance-id"), Some(name));
         assert_eq!(arg(&args, "--admin-listen"), Some("0.0.0.0:9464"));
+        // The admin server: tokens from the environment, published on the
+        // host's loopback only.
+        let source = arg(&args, "--admin-tokens").expect("--admin-tokens");
+        let Ok(sfwd::admin::TokenSource::Env(var)) = sfwd::admin::TokenSource::parse(source) else {
+            panic!("{name}: --admin-tokens {source} is not env:VAR");
+        };
+        assert_eq!(
+            s["environment"][&var].as_str(),
+            Some("${SFWD_ADMIN_TOKENS:-}"),
+            "{name}: {var} comes from the shell that runs compose"
+        );
+        for (ip, _, container) in published(s) {
+            if container == 9464 {
+                assert_eq!(
+                    ip.as_deref(),
+                    Some("127.0.0.1"),
+                    "{name}: the admin port stays on the host"
+                );
+            }
+        }
         assert_eq!(
             s["environment"]["SFWD_BOOTSTRAP"].as_str(),
             Some("kafka:9092")
