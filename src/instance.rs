@@ -91,6 +91,11 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
     let producer: FutureProducer = kafka::producer_config(&base)
         .create()
         .context("creating the producer")?;
+    let audit: Arc<dyn crate::audit::AuditSink> = Arc::new(crate::audit::AuditLog::new(
+        producer.clone(),
+        &topology,
+        &instance,
+    ));
     let publisher = CommandPublisher::new(
         producer.clone(),
         &topology.commands_topic(),
@@ -168,6 +173,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             metrics,
             decision_timeout: ADMIN_DECISION_TIMEOUT,
             access: options.admin_access.clone(),
+            audit: Some(audit.clone()),
             failed: Some(Arc::new(
                 FailedEvents::new(&topology).context("the admin server's failed-event reader")?,
             )),
@@ -219,6 +225,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             replay_done,
             command_partitions: topics.command_partitions,
             auto_resume: auto_resume(&topology, &producer)?,
+            audit: audit.clone(),
         };
         let stop = shutdown.listener();
         tasks.spawn(async move {
@@ -314,6 +321,7 @@ async fn prepare_topics(
         spec(topology.commands_topic(), p, false),
         spec(topology.replay_topic(), 1, true),
         spec(topology.skips_topic(), 1, true),
+        spec(topology.audit_topic(), 1, false),
     ];
     for (_, sf) in topology.control_points() {
         specs.push(spec(topology.stored_topic(&sf.control_point), p, false));

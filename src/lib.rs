@@ -21,6 +21,9 @@
 //! - [`stored`] shows the stored backlog of each control point, and skips
 //!   one stored request (it goes to the failed events instead), with the
 //!   skips kept on `<app>.skips`.
+//! - [`audit`] is the audit trail on `<app>.audit`: operators' actions and
+//!   every state change, written where they happen, read back per control
+//!   point.
 //! - [`records`] encodes the Avro records that travel through Kafka (stored
 //!   requests, failed events, control commands and states), from the
 //!   schemas in `schemas/`.
@@ -29,6 +32,7 @@
 //! in `rules` or `control::machine` performs I/O.
 
 pub mod admin;
+pub mod audit;
 pub mod bindings;
 pub mod clock;
 pub mod control;

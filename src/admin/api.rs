@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::progress::replay_view;
 use super::{not_ready, AdminSettings, AdminState};
 use crate::control::{replay_key, Command, CommandKind, ControlPoint, Mode, Outcome, Pace};
+use crate::records::AuditEvent;
 use crate::rules::ChainElement;
 
 /// Header naming the operator of a store/forward request, when the body
@@ -175,7 +176,19 @@ pub(super) async fn store(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
-    command(state, name, &caller, &headers, &body, Mode::Store).await
+    let answer = command(
+        state.clone(),
+        name.clone(),
+        &caller,
+        &headers,
+        &body,
+        Mode::Store,
+    )
+    .await;
+    state
+        .audit_command("store", &name, &caller, &headers, &body, &answer)
+        .await;
+    answer
 }
 
 pub(super) async fn forward(
@@ -185,7 +198,19 @@ pub(super) async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
-    command(state, name, &caller, &headers, &body, Mode::Forward).await
+    let answer = command(
+        state.clone(),
+        name.clone(),
+        &caller,
+        &headers,
+        &body,
+        Mode::Forward,
+    )
+    .await;
+    state
+        .audit_command("forward", &name, &caller, &headers, &body, &answer)
+        .await;
+    answer
 }
 
 /// `POST /api/control-points/{name}/pace` with `{"rate": "50/s"}`: the
@@ -197,20 +222,34 @@ pub(super) async fn pace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
+    let answer = set_pace(&state, &name, &caller, &headers, &body).await;
+    state
+        .audit_command("pace", &name, &caller, &headers, &body, &answer)
+        .await;
+    answer
+}
+
+async fn set_pace(
+    state: &AdminState,
+    name: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
     let s = state.settings();
-    let service = find(s, &name)?;
+    let service = find(s, name)?;
     if !s.table.is_ready() {
         return Err(not_ready());
     }
-    let operator = operator(&caller, &headers, &body)?;
-    let Some(pace) = requested_pace(&body)? else {
+    let operator = operator(caller, headers, body)?;
+    let Some(pace) = requested_pace(body)? else {
         return Err(
             ApiError::new(StatusCode::BAD_REQUEST, "no `rate` given").hint(
                 r#"send JSON like {"rate": "50/s"}, {"rate": "unlimited"} or {"rate": "default"}"#,
             ),
         );
     };
-    let current = s.table.get(&name);
+    let current = s.table.get(name);
     let command = state.operator_command(&operator, CommandKind::Pace(pace), current.epoch);
     match current.clone().apply(&command) {
         Outcome::Applied { .. } => {}
@@ -226,7 +265,7 @@ pub(super) async fn pace(
             .hint("set it while the control point is storing to pace the next replay"))
         }
     }
-    let now = state.publish_and_wait(&name, &command).await?;
+    let now = state.publish_and_wait(name, &command).await?;
     let id = Some(command.id.clone());
     let view = state.counted_view(&service, now.clone()).await;
     if now.command_id == id {
@@ -479,6 +518,72 @@ fn view(
 }
 
 impl AdminState {
+    /// An audit event of `action` asked by `caller` through the API, with
+    /// `result`; the actor is the operator name the request is recorded
+    /// under.
+    pub(super) fn audit_event(
+        &self,
+        action: &str,
+        caller: &Caller,
+        headers: &HeaderMap,
+        body: &[u8],
+        result: &str,
+    ) -> AuditEvent {
+        let actor = operator(caller, headers, body)
+            .or_else(|_| caller.principal.clone().ok_or(()))
+            .unwrap_or_else(|_| DEFAULT_OPERATOR.to_string());
+        AuditEvent {
+            origin: Some(caller.from_text()),
+            ..crate::audit::event(
+                &self.settings().instance,
+                action,
+                "admin-api",
+                &format!("operator:{actor}"),
+                result,
+            )
+        }
+    }
+
+    /// Appends `event` to the audit trail, if the server has one.
+    pub(super) async fn record(&self, event: AuditEvent) {
+        if let Some(audit) = &self.settings().audit {
+            audit.record(event).await;
+        }
+    }
+
+    /// Records a store, forward or pace request and its answer.
+    async fn audit_command(
+        &self,
+        action: &str,
+        name: &str,
+        caller: &Caller,
+        headers: &HeaderMap,
+        body: &[u8],
+        answer: &Result<(StatusCode, Json<CommandOutcome>), ApiError>,
+    ) {
+        let (result, command_id, message) = match answer {
+            Ok((_, Json(outcome))) => (
+                outcome.result.clone(),
+                outcome.command_id.clone(),
+                outcome.message.clone(),
+            ),
+            Err(e) if e.status.is_client_error() => ("refused".into(), None, e.error.clone()),
+            Err(e) => ("failed".into(), None, e.error.clone()),
+        };
+        let detail = requested_pace(body).ok().flatten().map(|pace| match pace {
+            Some(p) => format!("rate {p}"),
+            None => "rate default".into(),
+        });
+        let event = AuditEvent {
+            control_point: Some(name.to_string()),
+            command_id,
+            detail,
+            message: Some(message),
+            ..self.audit_event(action, caller, headers, body, &result)
+        };
+        self.record(event).await;
+    }
+
     /// A command from `operator`, with an id unique to this server.
     fn operator_command(&self, operator: &str, kind: CommandKind, observed_epoch: u64) -> Command {
         let at_ms = crate::clock::now_ms();

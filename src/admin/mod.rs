@@ -130,6 +130,9 @@ pub struct AdminSettings {
     pub decision_timeout: Duration,
     /// Who may read and act ([`access`]).
     pub access: AccessPolicy,
+    /// Where operators' actions are recorded; without one they are only
+    /// logged.
+    pub audit: Option<Arc<dyn crate::audit::AuditSink>>,
 }
 
 /// The admin server's shared state. Cheap to clone.

@@ -31,6 +31,7 @@ use super::access::Caller;
 use super::api::{find, operator};
 use super::error::ApiError;
 use super::AdminState;
+use crate::records::AuditEvent;
 use crate::stored::{
     detail_json, Backlog, RecordAt, SkipReport, SkipResult, StoredBacklog, StoredFilter,
 };
@@ -254,14 +255,28 @@ pub(super) async fn skip(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let by = format!("operator:{}", operator(&caller, &headers, &body)?);
-    let report = state
-        .stored_source()?
-        .skip(id.clone(), by.clone())
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::BAD_GATEWAY, format!("cannot skip `{id}`: {e}"))
-                .hint("is the Kafka cluster reachable from this instance?")
-        })?;
+    let outcome = state.stored_source()?.skip(id.clone(), by.clone()).await;
+    let event = match &outcome {
+        Ok(report) => AuditEvent {
+            control_point: report.control_point.clone(),
+            message: Some(report.to_string()),
+            ..state.audit_event("skip", &caller, &headers, &body, report.kind())
+        },
+        Err(e) => AuditEvent {
+            message: Some(e.clone()),
+            ..state.audit_event("skip", &caller, &headers, &body, "failed")
+        },
+    };
+    state
+        .record(AuditEvent {
+            subject: Some(id.clone()),
+            ..event
+        })
+        .await;
+    let report = outcome.map_err(|e| {
+        ApiError::new(StatusCode::BAD_GATEWAY, format!("cannot skip `{id}`: {e}"))
+            .hint("is the Kafka cluster reachable from this instance?")
+    })?;
     tracing::info!(request_id = %id, by = %by, result = report.kind(), "stored request skip over the admin API");
     let status = match &report.result {
         SkipResult::Skipped { .. }

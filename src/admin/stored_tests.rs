@@ -186,6 +186,7 @@ fn router_over(stored: Option<Arc<dyn StoredSource>>) -> Router {
         metrics: crate::telemetry::install(),
         decision_timeout: Duration::from_millis(200),
         access: Default::default(),
+        audit: None,
         failed: None,
         stored,
     }))

@@ -148,7 +148,19 @@ impl StoredOffsets for Offsets {
 struct Fixture {
     table: ControlTable,
     writer: Arc<Writer>,
+    audit: Arc<Recorder>,
     router: Router,
+}
+
+/// Keeps the audit events.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<crate::records::AuditEvent>>);
+
+impl crate::audit::AuditSink for Recorder {
+    fn record(&self, event: crate::records::AuditEvent) -> BoxFuture<'_, ()> {
+        self.0.lock().unwrap().push(event);
+        Box::pin(async {})
+    }
 }
 
 fn fixture(writer: Writer, offsets: Offsets) -> Fixture {
@@ -165,6 +177,7 @@ fn fixture_with(writer: Writer, offsets: Offsets, failed: Option<Failed>) -> Fix
     let partitions = |topics: &[&str]| -> HashMap<String, i32> {
         topics.iter().map(|t| (t.to_string(), 2)).collect()
     };
+    let audit = Arc::new(Recorder::default());
     let state = AdminState::new(AdminSettings {
         layouts: layouts(
             &topology,
@@ -179,12 +192,14 @@ fn fixture_with(writer: Writer, offsets: Offsets, failed: Option<Failed>) -> Fix
         metrics: crate::telemetry::install(),
         decision_timeout: Duration::from_millis(200),
         access: Default::default(),
+        audit: Some(audit.clone()),
         failed: failed.map(|f| Arc::new(f) as Arc<dyn FailedSource>),
         stored: None,
     });
     Fixture {
         table,
         writer,
+        audit,
         router: local_router(state),
     }
 }
@@ -346,6 +361,68 @@ async fn an_unreadable_stored_topic_leaves_the_backlog_unknown() {
     let (status, v) = json(&f.router, Method::GET, "/api/control-points", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["control_points"][0]["stored_backlog"], Value::Null);
+}
+
+#[tokio::test]
+async fn every_action_is_audited_with_who_from_where_and_its_result() {
+    let f = ready(Writer::default());
+    let store = "/api/control-points/EmployeeData/store";
+    json(&f.router, Method::POST, store, r#"{"operator":"alice"}"#).await;
+    json(&f.router, Method::POST, store, "").await;
+    json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/EmployeeData/forward",
+        r#"{"operator":"bob","rate":"200/s"}"#,
+    )
+    .await;
+    json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/Nope/store",
+        "",
+    )
+    .await;
+    json(
+        &f.router,
+        Method::POST,
+        "/api/control-points/Billing/pace",
+        r#"{"rate":"5/s"}"#,
+    )
+    .await;
+    let events = f.audit.0.lock().unwrap().clone();
+    let summary: Vec<(&str, &str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.control_point.as_deref().unwrap_or(""),
+                e.actor.as_str(),
+                e.result.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("store", "EmployeeData", "operator:alice", "applied"),
+            ("store", "EmployeeData", "operator:admin-http", "no-op"),
+            ("forward", "EmployeeData", "operator:bob", "applied"),
+            ("store", "Nope", "operator:admin-http", "refused"),
+            ("pace", "Billing", "operator:admin-http", "refused"),
+        ]
+    );
+    for e in &events {
+        assert_eq!((e.via.as_str(), e.instance.as_str()), ("admin-api", "i-1"));
+        assert_eq!(e.origin.as_deref(), Some("127.0.0.1:40000"), "from where");
+        assert!(e.at > 0 && e.message.is_some(), "{e:?}");
+    }
+    assert!(events[0].command_id.is_some() && events[1].command_id.is_none());
+    assert_eq!(events[2].detail.as_deref(), Some("rate 200/s"));
+    assert_eq!(
+        events[3].message.as_deref(),
+        Some("unknown control point `Nope`")
+    );
 }
 
 #[tokio::test]

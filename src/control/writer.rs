@@ -26,7 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 use super::convert::{command_from_record, state_to_record};
-use super::machine::{CommandKind, ControlPoint, Mode, Outcome};
+use super::machine::{Command, CommandKind, ControlPoint, Mode, Outcome};
 use super::probe::AutoResume;
 use super::publisher::{command_partition, CommandPublisher};
 use super::table::ControlTable;
@@ -66,6 +66,8 @@ pub struct WriterSettings {
     pub command_partitions: i32,
     /// Control points with automatic resume, and how to probe their target.
     pub auto_resume: HashMap<String, AutoResume>,
+    /// Where each applied change is recorded.
+    pub audit: Arc<dyn crate::audit::AuditSink>,
 }
 
 /// Runs the writer until shutdown.
@@ -245,6 +247,10 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
                             trigger = designated_trigger.as_deref().unwrap_or(""),
                             "control point changed"
                         );
+                        // In its own task: the next decision does not wait for
+                        // the audit topic's acknowledgement.
+                        let (audit, event) = (s.audit.clone(), change_event(s.publisher.issuer(), &next, &command, designated_trigger.as_deref()));
+                        tokio::spawn(async move { audit.record(event).await });
                         *state = next;
                         *generation = offset;
                     }
@@ -257,6 +263,37 @@ pub async fn run_writer(s: WriterSettings, mut shutdown: Shutdown) -> Result<(),
     }
     let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
     Ok(())
+}
+
+/// The audit event of a change the writer applied: what the control point
+/// became, by whose command.
+fn change_event(
+    instance: &str,
+    now: &ControlPoint,
+    command: &Command,
+    designated_trigger: Option<&str>,
+) -> crate::records::AuditEvent {
+    let mut detail = format!("{} epoch {} ({})", now.mode, now.epoch, now.cause.as_str());
+    if now.replaying {
+        detail.push_str(", replaying");
+    }
+    if let Some(pace) = &now.pace {
+        detail.push_str(&format!(", pace {pace}"));
+    }
+    crate::records::AuditEvent {
+        control_point: Some(now.name.clone()),
+        subject: designated_trigger.map(str::to_string),
+        command_id: Some(command.id.clone()),
+        detail: Some(detail),
+        message: Some(format!("command {}", command.kind.name())),
+        ..crate::audit::event(
+            instance,
+            "state-change",
+            "control-writer",
+            &command.by,
+            "applied",
+        )
+    }
 }
 
 /// Waits until the table has read the control topic to its current end.

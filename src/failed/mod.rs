@@ -76,7 +76,7 @@
 
 mod filter;
 mod manager;
-mod read;
+pub(crate) mod read;
 mod report;
 mod resubmit;
 pub mod time;

@@ -1,6 +1,6 @@
 //! The Avro records that travel through Kafka: stored requests and the
 //! operators' skips of them, failed events and operators' actions on them,
-//! control commands and control states.
+//! control commands and control states, and the audit trail.
 //!
 //! # Schemas
 //!
@@ -30,6 +30,7 @@
 //! a writer schema, the second writes it.
 
 mod action;
+mod audit;
 mod codec;
 mod common;
 mod control;
@@ -42,6 +43,7 @@ mod stored;
 mod tests;
 
 pub use action::FailedAction;
+pub use audit::AuditEvent;
 pub(crate) use codec::EofTracking;
 pub use codec::{fingerprint, AvroRecord, RecordError, RecordSchemas, HEADER_LEN, MAGIC};
 pub use common::{Header, SourcePosition, TriggerInfo};

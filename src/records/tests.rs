@@ -187,6 +187,34 @@ fn failed_event_round_trips() {
 }
 
 #[test]
+fn audit_event_round_trips() {
+    let full = AuditEvent {
+        at: 1_795_358_616_508,
+        action: "store".into(),
+        control_point: Some("Eis".into()),
+        subject: Some("hr.get/0/12".into()),
+        command_id: Some("operator:alice@a-1-0".into()),
+        actor: "operator:alice".into(),
+        via: "admin-api".into(),
+        origin: Some("10.0.0.5:51234".into()),
+        instance: "a".into(),
+        detail: Some("rate 200/s".into()),
+        result: "applied".into(),
+        message: Some("`Eis` is storing".into()),
+    };
+    round_trip(&full);
+    round_trip(&AuditEvent {
+        control_point: None,
+        subject: None,
+        command_id: None,
+        origin: None,
+        detail: None,
+        message: None,
+        ..full
+    });
+}
+
+#[test]
 fn stored_skip_round_trips() {
     round_trip(&skip());
     round_trip(&StoredSkip {
@@ -371,6 +399,7 @@ fn schema_names_match_the_record_names() {
         (ControlStateRecord::schemas(), "io.sfwd.ControlState"),
         (FailedAction::schemas(), "io.sfwd.FailedAction"),
         (StoredSkip::schemas(), "io.sfwd.StoredSkip"),
+        (AuditEvent::schemas(), "io.sfwd.AuditEvent"),
     ] {
         let name = schemas.current().name().expect("named").fullname(None);
         assert_eq!(name, full);

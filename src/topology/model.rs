@@ -286,6 +286,12 @@ impl Topology {
         format!("{}.replay", self.application)
     }
 
+    /// `<app>.audit`: operators' actions and state changes (one partition,
+    /// not compacted).
+    pub fn audit_topic(&self) -> String {
+        format!("{}.audit", self.application)
+    }
+
     /// `<app>.skips`: the stored requests operators skipped (compacted).
     pub fn skips_topic(&self) -> String {
         format!("{}.skips", self.application)
