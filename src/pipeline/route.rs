@@ -21,7 +21,15 @@ pub struct OpRoute {
     pub operation: String,
     /// Sync requests are answered on their reply topic and never stored.
     pub sync: bool,
-    pub schema: Option<Arc<Schema>>,
+    pub schema: Option<Arc<InputCheck>>,
+}
+
+/// An operation's input schema, ready to check values with.
+#[derive(Debug)]
+pub struct InputCheck {
+    pub schema: Schema,
+    /// The fingerprints a value in single-object encoding may carry.
+    pub fingerprints: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,10 +71,13 @@ impl Routes {
         let mut per_topic: HashMap<String, Vec<(OpRoute, Option<String>)>> = HashMap::new();
         for (index, service) in topology.services.iter().enumerate() {
             for (interface, op) in service.operations() {
-                let schema = op
-                    .input_schema
-                    .as_ref()
-                    .and_then(|s| Schema::parse_str(&s.canonical).ok().map(Arc::new));
+                let schema = op.input_schema.as_ref().and_then(|s| {
+                    let schema = Schema::parse_str(&s.canonical).ok()?;
+                    Some(Arc::new(InputCheck {
+                        schema,
+                        fingerprints: s.fingerprints.clone(),
+                    }))
+                });
                 per_topic.entry(op.topic.clone()).or_default().push((
                     OpRoute {
                         service: index,
@@ -220,22 +231,29 @@ pub fn request_id(headers: &Headers, topic: &str, partition: i32, offset: i64) -
 
 /// Values are Avro binary datums of the schema, optionally in single-object
 /// encoding (`C3 01` + the schema's fingerprint).
-fn check_schema(schema: &Schema, value: Option<&[u8]>) -> Result<(), Rejection> {
+fn check_schema(input: &InputCheck, value: Option<&[u8]>) -> Result<(), Rejection> {
+    let schema = &input.schema;
     let Some(mut bytes) = value else {
         return Err(Rejection::new(
             FailureReason::Malformed,
             "the record has no value, and the operation declares an input schema",
         ));
     };
-    if bytes.len() >= 10 && bytes[..2] == [0xC3, 0x01] {
-        let expected = crate::records::fingerprint(schema).to_le_bytes();
-        if bytes[2..10] != expected {
+    if let Some((found, datum)) = crate::records::split_single_object(bytes) {
+        if !input.fingerprints.contains(&found) {
             return Err(Rejection::new(
                 FailureReason::Malformed,
-                "the value is in Avro single-object encoding with another schema's fingerprint",
+                format!(
+                    "the value is in Avro single-object encoding with fingerprint {}, not the input schema's ({})",
+                    crate::records::fingerprint_hex(found),
+                    input
+                        .fingerprints
+                        .first()
+                        .map_or_else(String::new, |fp| crate::records::fingerprint_hex(*fp)),
+                ),
             ));
         }
-        bytes = &bytes[10..];
+        bytes = datum;
     }
     let mut reader = crate::records::EofTracking::new(bytes);
     let decoded = apache_avro::reader::datum::GenericDatumReader::builder(schema)
@@ -267,6 +285,10 @@ mod tests {
 
     use super::*;
 
+    /// A schema with a logical type, where the specification's fingerprint
+    /// and apache-avro's differ.
+    const STAMPED: &str = r#"{"type":"record","name":"Stamped","namespace":"x","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+
     fn topology() -> Topology {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -274,6 +296,7 @@ mod tests {
             r#"{"type":"record","name":"R","fields":[{"name":"id","type":"string"}]}"#,
         )
         .unwrap();
+        std::fs::write(dir.path().join("ts.avsc"), STAMPED).unwrap();
         let yaml = r#"
 application: app
 kafka: { bootstrap: "localhost:9092" }
@@ -287,6 +310,7 @@ services:
           a: { topic: shared, operation_header: op }
           b: { topic: shared, operation_header: op }
           typed: { topic: typed, input_schema: s.avsc }
+          stamped: { topic: stamped, input_schema: ts.avsc }
           ask: { topic: ask, interaction: sync }
 "#;
         let path = dir.path().join("t.yaml");
@@ -364,6 +388,34 @@ services:
         }
         let e = routes.route("typed", None, None, &[]).unwrap_err();
         assert_eq!(e.reason, FailureReason::Malformed);
+    }
+
+    #[test]
+    fn single_object_values_may_carry_the_standard_or_the_legacy_fingerprint() {
+        let routes = Routes::new(&topology());
+        let schema = Schema::parse_str(STAMPED).unwrap();
+        let standard = crate::records::fingerprint(&schema);
+        let legacy = crate::records::legacy_fingerprint(&schema);
+        assert_ne!(standard, legacy);
+        let datum = [0x02]; // the long 1
+        let single = |fp: u64| [&[0xC3, 0x01][..], &fp.to_le_bytes(), &datum].concat();
+        for fp in [standard, legacy] {
+            assert!(routes
+                .route("stamped", None, Some(&single(fp)), &[])
+                .is_ok());
+        }
+        let e = routes
+            .route("stamped", None, Some(&single(7)), &[])
+            .unwrap_err();
+        assert_eq!(e.reason, FailureReason::Malformed);
+        assert!(
+            e.detail.contains(&format!(
+                "fingerprint 0700000000000000, not the input schema's ({})",
+                crate::records::fingerprint_hex(standard)
+            )),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]
