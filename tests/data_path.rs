@@ -245,35 +245,53 @@ services:
     let producer = common::producer();
     let good_typed = [0x06, b'e', b'-', b'1']; // Avro string "e-1"
     let big = vec![b'x'; 600];
-    type Case<'a> = (&'a [u8], Vec<(&'a str, &'a [u8])>, Option<FailureReason>);
+    // The value, the headers, and for a bad one: the reason and the
+    // operation the failed event names (the service and control point are
+    // known for all of them: every operation of the topic is of `svc`).
+    type Case<'a> = (
+        &'a [u8],
+        Vec<(&'a str, &'a [u8])>,
+        Option<(FailureReason, Option<&'a str>)>,
+    );
     let cases: Vec<Case<'_>> = vec![
         (
             b"\xff\xff\xff",
             vec![("op", b"typed")],
-            Some(FailureReason::Malformed),
+            Some((FailureReason::Malformed, Some("typed"))),
         ),
         (&good_typed, vec![("op", b"typed")], None),
-        (b"hello", vec![], Some(FailureReason::MissingHeader)),
+        (b"hello", vec![], Some((FailureReason::MissingHeader, None))),
         (
             b"hello",
             vec![("op", b"nope")],
-            Some(FailureReason::UnknownOperation),
+            Some((FailureReason::UnknownOperation, None)),
         ),
-        (&big, vec![("op", b"plain")], Some(FailureReason::Oversized)),
+        (
+            &big,
+            vec![("op", b"plain")],
+            Some((FailureReason::Oversized, Some("plain"))),
+        ),
         (
             b"hello",
             vec![("op", b"ask")],
-            Some(FailureReason::MissingHeader),
+            Some((FailureReason::MissingHeader, Some("ask"))),
+        ),
+        (
+            b"hello",
+            vec![("op", b"plain"), ("op", b"typed")],
+            Some((FailureReason::Malformed, None)),
         ),
         (b"hello", vec![("op", b"I.plain")], None),
     ];
     let mut expected_failed = Vec::new();
     let mut expected_delivered = Vec::new();
-    for (value, headers, reason) in &cases {
+    for (value, headers, bad) in &cases {
         let (p, o) = common::produce(&producer, &topic, Some(0), None, Some(value), headers).await;
         let id = format!("{topic}/{p}/{o}");
-        match reason {
-            Some(r) => expected_failed.push((id, *r)),
+        match bad {
+            Some((reason, operation)) => {
+                expected_failed.push((id, *reason, operation.map(str::to_string)))
+            }
             None => expected_delivered.push(id),
         }
     }
@@ -285,17 +303,45 @@ services:
         received, expected_delivered,
         "good requests delivered in order despite the bad ones"
     );
-    let mut failed: Vec<(String, FailureReason)> =
-        decode_failed(&read_async(app.topic("failed"), expected_failed.len(), 60).await)
-            .into_iter()
-            .map(|f| {
-                assert!(!f.detail.is_empty());
-                (f.request_id, f.reason)
-            })
-            .collect();
+    let events = decode_failed(&read_async(app.topic("failed"), expected_failed.len(), 60).await);
+    let mut failed: Vec<(String, FailureReason, Option<String>)> = events
+        .iter()
+        .map(|f| {
+            assert!(!f.detail.is_empty());
+            assert_eq!(f.service.as_deref(), Some("svc"), "{f:?}");
+            assert_eq!(f.control_point.as_deref(), Some("Svc"), "{f:?}");
+            assert_eq!(
+                f.interface.as_deref(),
+                f.operation.as_ref().map(|_| "I"),
+                "{f:?}"
+            );
+            (f.request_id.clone(), f.reason, f.operation.clone())
+        })
+        .collect();
     failed.sort_by(|a, b| a.0.cmp(&b.0));
     expected_failed.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(failed, expected_failed);
+    let twice = events
+        .iter()
+        .find(|f| f.headers.iter().filter(|h| h.key == "op").count() == 2)
+        .expect("the record with two operation headers is a failed event");
+    assert_eq!(
+        twice.detail,
+        "the record has 2 `op` headers (`plain`, `typed`); exactly one must name its operation"
+    );
+    // The operator finds bad input by its operation.
+    let listed = common::cli::cli_json(&app, &["failed", "list", "--operation", "typed"]).await;
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    let malformed_typed = expected_failed
+        .iter()
+        .find(|(_, _, op)| op.as_deref() == Some("typed"))
+        .map(|(id, _, _)| id.as_str());
+    assert_eq!(listed, Vec::from_iter(malformed_typed));
     assert_eq!(sim.attempts(), 2, "bad input never reaches the target");
 }
 

@@ -1,17 +1,19 @@
-//! The schema files and their evolution, through the public records API.
+//! The schema files, their fingerprints and their evolution, through the
+//! public records API.
+
+mod canonical_form;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use serde_json::json;
 use sfwd::records::{
-    AvroRecord, Cause, CommandKind, ControlCommand, ControlStateRecord, FailedAction,
+    AuditEvent, AvroRecord, Cause, CommandKind, ControlCommand, ControlStateRecord, FailedAction,
     FailedActionKind, FailedEvent, FailureReason, Header, Mode, SourcePosition, StoredRequest,
     StoredSkip, TriggerInfo, HEADER_LEN, MAGIC,
 };
@@ -53,6 +55,7 @@ fn records() -> Vec<(&'static str, &'static Schema)> {
         ("control_state.avsc", ControlStateRecord::schema()),
         ("failed_action.avsc", FailedAction::schema()),
         ("stored_skip.avsc", StoredSkip::schema()),
+        ("audit_event.avsc", AuditEvent::schema()),
     ]
 }
 
@@ -265,7 +268,7 @@ fn datum<T: AvroRecord>(bytes: &[u8]) -> &[u8] {
     assert_eq!(bytes[..2], MAGIC);
     assert_eq!(
         bytes[2..HEADER_LEN],
-        T::schema().fingerprint::<Rabin>().bytes[..]
+        T::schemas().fingerprint().to_le_bytes()
     );
     &bytes[HEADER_LEN..]
 }
@@ -485,4 +488,201 @@ fn an_unknown_failure_reason_reads_as_unknown() {
             ..failed()
         }
     );
+}
+
+/// Every schema file with the fingerprint of its Parsing Canonical Form as
+/// the Avro specification defines both (the value fastavro computes, with
+/// `fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")`), and the
+/// fingerprint earlier releases of sfwd wrote, which records already on
+/// their topics carry. Both as the 8 header bytes in hex.
+const FINGERPRINTS: &[(&str, &str, &str)] = &[
+    (
+        "control_command.avsc",
+        "ead6937fe7caeb39",
+        "3df21e8986be90ae",
+    ),
+    ("control_state.avsc", "233e37a781907045", "23b2cb2d62439c6e"),
+    ("failed_action.avsc", "6175efd075889556", "1b1160f993b2eddc"),
+    ("failed_event.avsc", "300354f893225ad5", "ae65b45822ae1022"),
+    (
+        "stored_request.avsc",
+        "6a1f2eb32a050d41",
+        "e6c89eacfe652fd8",
+    ),
+    ("stored_skip.avsc", "172a0525bfabb831", "9c34aa6e954f902b"),
+    ("audit_event.avsc", "ce95dc9f41f4a355", "3fd0e75037e3d84e"),
+    (
+        "previous/control_command.1.avsc",
+        "44e4ebad122ff6a5",
+        "3b5b7aab26396d08",
+    ),
+    (
+        "previous/control_state.1.avsc",
+        "dff453cc152fff1b",
+        "e9ac390d4439d9db",
+    ),
+    (
+        "previous/failed_event.1.avsc",
+        "897413c4b5b29b11",
+        "14b2c7849ce9d8ee",
+    ),
+];
+
+fn hex(fingerprint: u64) -> String {
+    fingerprint
+        .to_le_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn from_hex(hex: &str) -> [u8; 8] {
+    let mut out = [0; 8];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+/// `record` as a writer with the schema `file` writes it, with `fingerprint`
+/// in the header: the fields the schema lacks left out.
+fn written_with<T: serde::Serialize>(file: &str, fingerprint: [u8; 8], record: &T) -> Vec<u8> {
+    let schema = Schema::parse(&read_json(&schema_dir().join(file))).unwrap();
+    let Value::Record(fields) = apache_avro::to_value(record).unwrap() else {
+        panic!("not a record");
+    };
+    let Schema::Record(r) = &schema else {
+        panic!("{file} is not a record schema");
+    };
+    let fields = fields
+        .into_iter()
+        .filter(|(name, _)| r.fields.iter().any(|f| &f.name == name))
+        .collect();
+    let value = Value::Record(fields).resolve(&schema).unwrap();
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&fingerprint);
+    GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value(&mut out, value)
+        .unwrap();
+    out
+}
+
+/// Checks the fingerprints of `file` for the record type of `record`: the
+/// independent form and fingerprint, sfwd's form, the header `encode`
+/// writes (for the current schema), and that data written with the schema
+/// under either fingerprint decodes.
+fn check_fingerprints<T: AvroRecord + PartialEq + Debug>(file: &str, record: &T) {
+    let (_, standard, legacy) = FINGERPRINTS
+        .iter()
+        .find(|(f, _, _)| *f == file)
+        .unwrap_or_else(|| panic!("{file} has no known fingerprints"));
+    let json = read_json(&schema_dir().join(file));
+    assert_eq!(
+        &canonical_form::fingerprint_hex(&json),
+        standard,
+        "{file}: the independent fingerprint is the known one"
+    );
+    let schema = Schema::parse(&json).unwrap();
+    assert_eq!(
+        sfwd::records::parsing_canonical_form(&schema),
+        canonical_form::canonical_form(&json),
+        "{file}: sfwd's canonical form"
+    );
+    assert_eq!(
+        &hex(sfwd::records::fingerprint(&schema)),
+        standard,
+        "{file}"
+    );
+    assert_eq!(
+        &hex(sfwd::records::legacy_fingerprint(&schema)),
+        legacy,
+        "{file}: the fingerprint earlier releases wrote"
+    );
+    if !file.contains('/') {
+        let bytes = record.encode().unwrap();
+        assert_eq!(&hex_of_header(&bytes), standard, "{file}: header written");
+    }
+    for fingerprint in [standard, legacy] {
+        let bytes = written_with(file, from_hex(fingerprint), record);
+        assert_eq!(
+            &T::decode(&bytes).unwrap(),
+            record,
+            "{file} with {fingerprint}"
+        );
+    }
+}
+
+fn hex_of_header(bytes: &[u8]) -> String {
+    assert_eq!(bytes[..2], MAGIC);
+    bytes[2..HEADER_LEN]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn every_schema_file_has_the_specifications_fingerprint_and_the_legacy_one_still_reads() {
+    let skip = StoredSkip {
+        request_id: "orders/3/42".into(),
+        control_point: "billing-cp".into(),
+        source: source(),
+        skip_id: "operator:ana-1-2a-0".into(),
+        skipped_by: "operator:ana".into(),
+        skipped_at: 1_700_000_000_456,
+    };
+    let paced = ControlCommand {
+        kind: CommandKind::Pace,
+        replay_rate: Some(2.5),
+        ..command()
+    };
+    check_fingerprints("control_command.avsc", &paced);
+    check_fingerprints("control_state.avsc", &state());
+    check_fingerprints("failed_action.avsc", &action());
+    check_fingerprints("failed_event.avsc", &failed());
+    check_fingerprints("stored_request.avsc", &stored());
+    check_fingerprints("stored_skip.avsc", &skip);
+    let audit = AuditEvent {
+        control_point: Some("billing-cp".into()),
+        detail: Some("rate 200/s".into()),
+        ..sfwd::audit::event("a", "forward", "admin-api", "operator:ana", "applied")
+    };
+    check_fingerprints("audit_event.avsc", &audit);
+    check_fingerprints("previous/control_command.1.avsc", &command());
+    check_fingerprints("previous/control_state.1.avsc", &state());
+    check_fingerprints("previous/failed_event.1.avsc", &failed());
+
+    let root = schema_dir();
+    for path in schema_files() {
+        let file = path.strip_prefix(&root).unwrap().to_str().unwrap();
+        assert!(
+            FINGERPRINTS.iter().any(|(f, _, _)| *f == file),
+            "{file} has no known fingerprints: add it to FINGERPRINTS and check it above"
+        );
+    }
+}
+
+#[test]
+fn the_fingerprints_of_a_record_type_tell_its_schemas_apart() {
+    for schemas in [
+        StoredRequest::schemas(),
+        FailedEvent::schemas(),
+        ControlCommand::schemas(),
+        ControlStateRecord::schemas(),
+        FailedAction::schemas(),
+        StoredSkip::schemas(),
+    ] {
+        let mut seen = Vec::new();
+        for [standard, legacy] in schemas.writer_fingerprints() {
+            for fingerprint in [standard, legacy] {
+                assert!(
+                    !seen.contains(&fingerprint),
+                    "{}: two writer schemas share {fingerprint:x}",
+                    schemas.record()
+                );
+            }
+            seen.extend([standard, legacy]);
+        }
+    }
 }

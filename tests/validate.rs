@@ -263,10 +263,13 @@ fn kafka_binding_in_flight_out_of_range_is_an_error_at_its_place() {
 
 #[test]
 fn yaml_syntax_errors_and_duplicate_keys_have_places() {
-    check(
+    // `kafka: {` is never closed: the error is where it opens, not where
+    // the parser gave up.
+    check_one(
         "yaml_syntax.yaml",
-        1,
-        &[Expect("error", "3:9", "YAML syntax:")],
+        "2:8",
+        "this `{` opens a flow mapping that is never closed",
+        "close it with `}`",
     );
     check(
         "duplicate_key.yaml",
@@ -276,6 +279,79 @@ fn yaml_syntax_errors_and_duplicate_keys_have_places() {
             "8:3",
             "duplicate key `eis` (first defined at line 4)",
         )],
+    );
+}
+
+/// Checks that `fixture` is refused with exactly one error, at `place`,
+/// whose message contains `message` and whose hint contains `hint`.
+fn check_one(fixture: &str, place: &str, message: &str, hint: &str) {
+    let path = format!("tests/fixtures/topology/{fixture}");
+    let run = validate(&[&path]);
+    assert_eq!(run.code, 1, "exit code of {fixture}\n{}", run.stderr);
+    let mut lines = run.stderr.lines();
+    let first = lines.next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains(message),
+        "{fixture}: message should mention {message:?}:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        lines.next(),
+        Some(format!("  --> {path}:{place}").as_str()),
+        "{fixture}: place\n{}",
+        run.stderr
+    );
+    let hint_line = lines.next().unwrap_or_default();
+    assert!(
+        hint_line.starts_with("  = hint: ") && hint_line.contains(hint),
+        "{fixture}: hint should mention {hint:?}:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("refused: 1 error"),
+        "{fixture}: one error\n{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn a_tab_in_the_indentation_is_reported_at_the_tab() {
+    check_one(
+        "yaml_tab.yaml",
+        "7:5",
+        "line 7 is indented with a tab",
+        "YAML does not allow tabs for indentation: use spaces",
+    );
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_reported_at_their_place() {
+    let path = "tests/fixtures/topology/yaml_not_utf8.yaml";
+    check(
+        "yaml_not_utf8.yaml",
+        1,
+        &[
+            Expect("error", "3:24", "invalid UTF-8 (byte 0xe9)"),
+            Expect("error", "8:44", "invalid UTF-8 (byte 0xe9)"),
+        ],
+    );
+    let run = validate(&[path]);
+    assert!(
+        run.stderr
+            .contains("= hint: save the file as UTF-8 (from Latin-1: `iconv -f latin1 -t utf-8`)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unclosed_flow_mapping_is_reported_where_it_opens() {
+    check_one(
+        "yaml_unclosed_flow.yaml",
+        "5:14",
+        "this `{` opens a flow mapping that is never closed (the parser stopped at line 6, column 5",
+        "close it with `}`, or write it as indented `key: value` lines",
     );
 }
 

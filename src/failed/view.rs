@@ -412,7 +412,8 @@ impl FailedView {
         self.index.get(request_id).map(|i| &self.entries[*i])
     }
 
-    /// Entries by control point (bad input, which has none, under `""`).
+    /// Entries by control point (those without one, such as bad input for
+    /// no known service, under `""`).
     pub fn counts_by_control_point(&self) -> BTreeMap<String, StatusCounts> {
         let mut out: BTreeMap<String, StatusCounts> = BTreeMap::new();
         for e in &self.entries {

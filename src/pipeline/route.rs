@@ -21,7 +21,15 @@ pub struct OpRoute {
     pub operation: String,
     /// Sync requests are answered on their reply topic and never stored.
     pub sync: bool,
-    pub schema: Option<Arc<Schema>>,
+    pub schema: Option<Arc<InputCheck>>,
+}
+
+/// An operation's input schema, ready to check values with.
+#[derive(Debug)]
+pub struct InputCheck {
+    pub schema: Schema,
+    /// The fingerprints a value in single-object encoding may carry.
+    pub fingerprints: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,14 +40,23 @@ enum TopicRoute {
         /// By `Interface.operation` and, when unique on the topic, by `operation`.
         by_name: HashMap<String, OpRoute>,
         names: Vec<String>,
+        /// The service every operation of the topic belongs to, if one.
+        service: Option<usize>,
     },
 }
 
-/// Why a record is refused before any invocation.
+/// Why a record is refused before any invocation, and what is known of
+/// where it was going.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub reason: FailureReason,
     pub detail: String,
+    /// The service the record is for, when the topic or its operation
+    /// header tells (index in the topology).
+    pub service: Option<usize>,
+    /// The interface and operation, when the topic or its operation header
+    /// tells.
+    pub operation: Option<(String, String)>,
 }
 
 impl Rejection {
@@ -47,6 +64,41 @@ impl Rejection {
         Rejection {
             reason,
             detail: detail.into(),
+            service: None,
+            operation: None,
+        }
+    }
+
+    /// The rejection of a record known to be for `route`.
+    fn of(route: &OpRoute, reason: FailureReason, detail: impl Into<String>) -> Self {
+        Rejection {
+            service: Some(route.service),
+            operation: Some((route.interface.clone(), route.operation.clone())),
+            ..Rejection::new(reason, detail)
+        }
+    }
+
+    /// The rejection of a record known to be for `service`, if known.
+    fn for_service(
+        service: Option<usize>,
+        reason: FailureReason,
+        detail: impl Into<String>,
+    ) -> Self {
+        Rejection {
+            service,
+            ..Rejection::new(reason, detail)
+        }
+    }
+
+    /// This rejection with what `destination` knows of the record.
+    fn about(self, destination: &Result<&OpRoute, Rejection>) -> Self {
+        match destination {
+            Ok(route) => Rejection::of(route, self.reason, self.detail),
+            Err(why) => Rejection {
+                service: why.service,
+                operation: why.operation.clone(),
+                ..self
+            },
         }
     }
 }
@@ -63,10 +115,13 @@ impl Routes {
         let mut per_topic: HashMap<String, Vec<(OpRoute, Option<String>)>> = HashMap::new();
         for (index, service) in topology.services.iter().enumerate() {
             for (interface, op) in service.operations() {
-                let schema = op
-                    .input_schema
-                    .as_ref()
-                    .and_then(|s| Schema::parse_str(&s.canonical).ok().map(Arc::new));
+                let schema = op.input_schema.as_ref().and_then(|s| {
+                    let schema = Schema::parse_str(&s.canonical).ok()?;
+                    Some(Arc::new(InputCheck {
+                        schema,
+                        fingerprints: s.fingerprints.clone(),
+                    }))
+                });
                 per_topic.entry(op.topic.clone()).or_default().push((
                     OpRoute {
                         service: index,
@@ -102,12 +157,17 @@ impl Routes {
                             .map(|(op, _)| format!("{}.{}", op.interface, op.operation))
                             .collect();
                         names.sort();
+                        let service = ops
+                            .first()
+                            .map(|(op, _)| op.service)
+                            .filter(|s| ops.iter().all(|(op, _)| op.service == *s));
                         TopicRoute::Shared {
                             header: header.unwrap_or_else(|| {
                                 crate::topology::DEFAULT_OPERATION_HEADER.to_string()
                             }),
                             by_name,
                             names,
+                            service,
                         }
                     }
                 };
@@ -122,7 +182,9 @@ impl Routes {
 
     /// The operation `topic`'s record is for, after the input checks of
     /// SPEC §6.1: size, operation header, reply topic of a sync operation,
-    /// input schema.
+    /// input schema. A rejection carries the service and operation when
+    /// the topic or the operation header tells them, whatever else is
+    /// wrong with the record.
     pub fn route(
         &self,
         topic: &str,
@@ -130,6 +192,7 @@ impl Routes {
         value: Option<&[u8]>,
         headers: &Headers,
     ) -> Result<&OpRoute, Rejection> {
+        let destination = self.destination(topic, headers);
         let size = key.map_or(0, <[u8]>::len)
             + value.map_or(0, <[u8]>::len)
             + headers
@@ -143,47 +206,13 @@ impl Routes {
                     "request is {size} bytes (key, value and headers); the limit is {} (limits.max_request_bytes)",
                     self.max_request_bytes
                 ),
-            ));
+            )
+            .about(&destination));
         }
-        let route = match self.topics.get(topic) {
-            None => {
-                return Err(Rejection::new(
-                    FailureReason::UnknownOperation,
-                    format!("no operation reads topic `{topic}`"),
-                ))
-            }
-            Some(TopicRoute::Single(r)) => r,
-            Some(TopicRoute::Shared {
-                header,
-                by_name,
-                names,
-            }) => {
-                let Some(value) = header_value(headers, header) else {
-                    return Err(Rejection::new(
-                        FailureReason::MissingHeader,
-                        format!(
-                            "topic `{topic}` is shared by several operations and the record has no `{header}` header naming one of: {}",
-                            names.join(", ")
-                        ),
-                    ));
-                };
-                let name = String::from_utf8_lossy(value);
-                match by_name.get(name.as_ref()) {
-                    Some(r) => r,
-                    None => {
-                        return Err(Rejection::new(
-                            FailureReason::UnknownOperation,
-                            format!(
-                                "header `{header}` names `{name}`, which is no operation of topic `{topic}` (operations: {})",
-                                names.join(", ")
-                            ),
-                        ))
-                    }
-                }
-            }
-        };
+        let route = destination?;
         if route.sync && header_value(headers, REPLY_TO_HEADER).is_none() {
-            return Err(Rejection::new(
+            return Err(Rejection::of(
+                route,
                 FailureReason::MissingHeader,
                 format!(
                     "operation `{}.{}` is synchronous and the record has no `{REPLY_TO_HEADER}` header naming its reply topic",
@@ -192,9 +221,92 @@ impl Routes {
             ));
         }
         if let Some(schema) = &route.schema {
-            check_schema(schema, value)?;
+            check_schema(schema, value)
+                .map_err(|why| Rejection::of(route, why.reason, why.detail))?;
         }
         Ok(route)
+    }
+
+    /// The operation a record of `topic` is for, by the topic or by its
+    /// operation header.
+    fn destination(&self, topic: &str, headers: &Headers) -> Result<&OpRoute, Rejection> {
+        let (header, by_name, names, service) = match self.topics.get(topic) {
+            None => {
+                return Err(Rejection::new(
+                    FailureReason::UnknownOperation,
+                    format!("no operation reads topic `{topic}`"),
+                ))
+            }
+            Some(TopicRoute::Single(r)) => return Ok(r),
+            Some(TopicRoute::Shared {
+                header,
+                by_name,
+                names,
+                service,
+            }) => (header, by_name, names, *service),
+        };
+        let values: Vec<Option<&[u8]>> = headers
+            .iter()
+            .filter(|(k, _)| k == header)
+            .map(|(_, v)| v.as_deref())
+            .collect();
+        match values.as_slice() {
+            [] | [None] => Err(Rejection::for_service(
+                service,
+                FailureReason::MissingHeader,
+                format!(
+                    "topic `{topic}` is shared by several operations and the record has no `{header}` header naming one of: {}",
+                    names.join(", ")
+                ),
+            )),
+            [Some(value)] => {
+                let name = String::from_utf8_lossy(value);
+                by_name.get(name.as_ref()).ok_or_else(|| {
+                    Rejection::for_service(
+                        service,
+                        FailureReason::UnknownOperation,
+                        format!(
+                            "header `{header}` names `{name}`, which is no operation of topic `{topic}` (operations: {})",
+                            names.join(", ")
+                        ),
+                    )
+                })
+            }
+            several => {
+                let shown: Vec<String> = several
+                    .iter()
+                    .map(|v| match v {
+                        Some(v) => format!("`{}`", String::from_utf8_lossy(v)),
+                        None => "one with no value".to_string(),
+                    })
+                    .collect();
+                let detail = format!(
+                    "the record has {} `{header}` headers ({}); exactly one must name its operation",
+                    several.len(),
+                    shown.join(", ")
+                );
+                // What every header agrees on is still known.
+                let named: Option<Vec<&OpRoute>> = several
+                    .iter()
+                    .map(|v| v.and_then(|v| by_name.get(String::from_utf8_lossy(v).as_ref())))
+                    .collect();
+                let same_operation = |a: &OpRoute, b: &OpRoute| {
+                    a.service == b.service
+                        && a.interface == b.interface
+                        && a.operation == b.operation
+                };
+                let rejection = match named.as_deref() {
+                    Some([first, rest @ ..]) if rest.iter().all(|r| same_operation(first, r)) => {
+                        Rejection::of(first, FailureReason::Malformed, detail)
+                    }
+                    Some([first, rest @ ..]) if rest.iter().all(|r| r.service == first.service) => {
+                        Rejection::for_service(Some(first.service), FailureReason::Malformed, detail)
+                    }
+                    _ => Rejection::for_service(service, FailureReason::Malformed, detail),
+                };
+                Err(rejection)
+            }
+        }
     }
 }
 
@@ -220,22 +332,29 @@ pub fn request_id(headers: &Headers, topic: &str, partition: i32, offset: i64) -
 
 /// Values are Avro binary datums of the schema, optionally in single-object
 /// encoding (`C3 01` + the schema's fingerprint).
-fn check_schema(schema: &Schema, value: Option<&[u8]>) -> Result<(), Rejection> {
+fn check_schema(input: &InputCheck, value: Option<&[u8]>) -> Result<(), Rejection> {
+    let schema = &input.schema;
     let Some(mut bytes) = value else {
         return Err(Rejection::new(
             FailureReason::Malformed,
             "the record has no value, and the operation declares an input schema",
         ));
     };
-    if bytes.len() >= 10 && bytes[..2] == [0xC3, 0x01] {
-        let expected = crate::records::fingerprint(schema).to_le_bytes();
-        if bytes[2..10] != expected {
+    if let Some((found, datum)) = crate::records::split_single_object(bytes) {
+        if !input.fingerprints.contains(&found) {
             return Err(Rejection::new(
                 FailureReason::Malformed,
-                "the value is in Avro single-object encoding with another schema's fingerprint",
+                format!(
+                    "the value is in Avro single-object encoding with fingerprint {}, not the input schema's ({})",
+                    crate::records::fingerprint_hex(found),
+                    input
+                        .fingerprints
+                        .first()
+                        .map_or_else(String::new, |fp| crate::records::fingerprint_hex(*fp)),
+                ),
             ));
         }
-        bytes = &bytes[10..];
+        bytes = datum;
     }
     let mut reader = crate::records::EofTracking::new(bytes);
     let decoded = apache_avro::reader::datum::GenericDatumReader::builder(schema)
@@ -267,6 +386,10 @@ mod tests {
 
     use super::*;
 
+    /// A schema with a logical type, where the specification's fingerprint
+    /// and apache-avro's differ.
+    const STAMPED: &str = r#"{"type":"record","name":"Stamped","namespace":"x","fields":[{"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+
     fn topology() -> Topology {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -274,6 +397,7 @@ mod tests {
             r#"{"type":"record","name":"R","fields":[{"name":"id","type":"string"}]}"#,
         )
         .unwrap();
+        std::fs::write(dir.path().join("ts.avsc"), STAMPED).unwrap();
         let yaml = r#"
 application: app
 kafka: { bootstrap: "localhost:9092" }
@@ -287,7 +411,13 @@ services:
           a: { topic: shared, operation_header: op }
           b: { topic: shared, operation_header: op }
           typed: { topic: typed, input_schema: s.avsc }
+          stamped: { topic: stamped, input_schema: ts.avsc }
           ask: { topic: ask, interaction: sync }
+          m: { topic: mixed, operation_header: op }
+  other:
+    binding: { kafka: { topic: out2 } }
+    interfaces:
+      J: { operations: { x: { topic: mixed, operation_header: op } } }
 "#;
         let path = dir.path().join("t.yaml");
         let checked = crate::topology::check_str(yaml, &path);
@@ -364,6 +494,181 @@ services:
         }
         let e = routes.route("typed", None, None, &[]).unwrap_err();
         assert_eq!(e.reason, FailureReason::Malformed);
+    }
+
+    #[test]
+    fn single_object_values_may_carry_the_standard_or_the_legacy_fingerprint() {
+        let routes = Routes::new(&topology());
+        let schema = Schema::parse_str(STAMPED).unwrap();
+        let standard = crate::records::fingerprint(&schema);
+        let legacy = crate::records::legacy_fingerprint(&schema);
+        assert_ne!(standard, legacy);
+        let datum = [0x02]; // the long 1
+        let single = |fp: u64| [&[0xC3, 0x01][..], &fp.to_le_bytes(), &datum].concat();
+        for fp in [standard, legacy] {
+            assert!(routes
+                .route("stamped", None, Some(&single(fp)), &[])
+                .is_ok());
+        }
+        let e = routes
+            .route("stamped", None, Some(&single(7)), &[])
+            .unwrap_err();
+        assert_eq!(e.reason, FailureReason::Malformed);
+        assert!(
+            e.detail.contains(&format!(
+                "fingerprint 0700000000000000, not the input schema's ({})",
+                crate::records::fingerprint_hex(standard)
+            )),
+            "{}",
+            e.detail
+        );
+    }
+
+    /// The service (by name) and the `Interface.operation` a rejection names.
+    fn known(routes: &Routes, topic: &str, value: &[u8], headers: &[(&str, &str)]) -> Rejection {
+        routes
+            .route(topic, None, Some(value), &h(headers))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn rejections_name_the_service_and_operation_when_the_topic_or_header_tells() {
+        let t = topology();
+        let routes = Routes::new(&t);
+        let svc = t.services.iter().position(|s| s.name == "svc");
+        let other = t.services.iter().position(|s| s.name == "other");
+        let op = |i: &str, o: &str| Some((i.to_string(), o.to_string()));
+        let big = [b'x'; 101];
+        for (topic, value, headers, reason, service, operation) in [
+            (
+                "typed",
+                &b"\xff"[..],
+                vec![],
+                FailureReason::Malformed,
+                svc,
+                op("I", "typed"),
+            ),
+            (
+                "ask",
+                b"x",
+                vec![],
+                FailureReason::MissingHeader,
+                svc,
+                op("I", "ask"),
+            ),
+            (
+                "typed",
+                &big,
+                vec![],
+                FailureReason::Oversized,
+                svc,
+                op("I", "typed"),
+            ),
+            (
+                "shared",
+                &big,
+                vec![("op", "a")],
+                FailureReason::Oversized,
+                svc,
+                op("I", "a"),
+            ),
+            // Every operation of the topic is of one service.
+            ("shared", &big, vec![], FailureReason::Oversized, svc, None),
+            (
+                "shared",
+                b"x",
+                vec![],
+                FailureReason::MissingHeader,
+                svc,
+                None,
+            ),
+            (
+                "shared",
+                b"x",
+                vec![("op", "c")],
+                FailureReason::UnknownOperation,
+                svc,
+                None,
+            ),
+            // Two services share the topic: only the header tells.
+            (
+                "mixed",
+                b"x",
+                vec![],
+                FailureReason::MissingHeader,
+                None,
+                None,
+            ),
+            (
+                "mixed",
+                &big,
+                vec![("op", "x")],
+                FailureReason::Oversized,
+                other,
+                op("J", "x"),
+            ),
+            (
+                "nobody",
+                b"x",
+                vec![],
+                FailureReason::UnknownOperation,
+                None,
+                None,
+            ),
+        ] {
+            let e = known(&routes, topic, value, &headers);
+            assert_eq!(
+                (e.reason, e.service, e.operation),
+                (reason, service, operation),
+                "{topic} {headers:?}: {}",
+                e.detail
+            );
+        }
+    }
+
+    #[test]
+    fn two_operation_headers_are_malformed_and_name_both_values() {
+        let t = topology();
+        let routes = Routes::new(&t);
+        let svc = t.services.iter().position(|s| s.name == "svc");
+        let other = t.services.iter().position(|s| s.name == "other");
+        let e = known(
+            &routes,
+            "shared",
+            b"x",
+            &[("op", "a"), ("k", "v"), ("op", "b")],
+        );
+        assert_eq!(e.reason, FailureReason::Malformed);
+        assert_eq!(
+            e.detail,
+            "the record has 2 `op` headers (`a`, `b`); exactly one must name its operation"
+        );
+        assert_eq!((e.service, e.operation), (svc, None));
+        // Two names of one operation: it is known, the record still refused.
+        let e = known(&routes, "shared", b"x", &[("op", "a"), ("op", "I.a")]);
+        assert_eq!(e.reason, FailureReason::Malformed);
+        assert_eq!(e.operation, Some(("I".to_string(), "a".to_string())));
+        let e = known(&routes, "mixed", b"x", &[("op", "x"), ("op", "m")]);
+        assert_eq!((e.reason, e.service), (FailureReason::Malformed, None));
+        let e = known(&routes, "mixed", b"x", &[("op", "x"), ("op", "J.x")]);
+        assert_eq!((e.service, e.operation.is_some()), (other, true));
+        // A header with no value counts too.
+        let mut headers = h(&[("op", "a")]);
+        headers.push(("op".to_string(), None));
+        let e = routes
+            .route("shared", None, Some(b"x"), &headers)
+            .unwrap_err();
+        assert!(
+            e.detail.contains("(`a`, one with no value)"),
+            "{}",
+            e.detail
+        );
+        // An oversized record with two headers is oversized, and what the
+        // headers agree on is kept.
+        let big = [b'x'; 101];
+        let e = known(&routes, "shared", &big, &[("op", "b"), ("op", "b")]);
+        assert_eq!(e.reason, FailureReason::Oversized);
+        assert_eq!(e.operation, Some(("I".to_string(), "b".to_string())));
     }
 
     #[test]

@@ -171,19 +171,27 @@ impl Worker {
         {
             Ok(r) => r,
             Err(rejection) => {
-                tracing::info!(topic = %self.topic, partition = self.partition, offset, reason = rejection.reason.as_str(), detail = %rejection.detail, "bad input sent to the failed events");
+                // Whatever the topic or the operation header tells of where
+                // the record was going, so that the failed event can be
+                // found by service, operation and control point.
+                let service = rejection.service.map(|i| &ctx.topology.services[i]);
+                let (interface, operation) = rejection.operation.clone().unwrap_or_default();
+                let cp = service
+                    .and_then(|s| s.store_and_forward.as_ref())
+                    .map(|sf| sf.control_point.as_str());
+                tracing::info!(topic = %self.topic, partition = self.partition, offset, reason = rejection.reason.as_str(), detail = %rejection.detail, service = service.map_or("", |s| s.name.as_str()), operation = %operation, "bad input sent to the failed events");
                 let request = Request {
                     request_id,
-                    service: String::new(),
-                    interface: String::new(),
-                    operation: String::new(),
+                    service: service.map(|s| s.name.clone()).unwrap_or_default(),
+                    interface,
+                    operation,
                     key,
                     value,
                     headers,
                 };
                 let event = self.failed_event(
                     &request,
-                    None,
+                    cp,
                     rejection.reason,
                     rejection.detail,
                     source,
@@ -191,7 +199,8 @@ impl Worker {
                     None,
                     0,
                 );
-                let out = self.failed_output(&event);
+                telemetry::RequestFailed::rejected(&self.ctx.instance, &event).emit();
+                let out = self.failed_record(&event);
                 self.settle_calls().await?;
                 return Ok(self.window.push(offset, Some(out)).await?);
             }
@@ -570,7 +579,8 @@ impl Worker {
         rule: Option<String>,
         attempts: u32,
     ) -> FailedEvent {
-        let known = |s: &String| (!request.service.is_empty()).then(|| s.clone());
+        // Bad input may come with a service but no operation, or neither.
+        let known = |s: &String| (!s.is_empty()).then(|| s.clone());
         FailedEvent {
             request_id: request.request_id.clone(),
             reason,
@@ -603,6 +613,11 @@ impl Worker {
     /// twice collapse.
     pub(super) fn failed_output(&self, event: &FailedEvent) -> Output {
         telemetry::RequestFailed::new(&self.ctx.instance, event).emit();
+        self.failed_record(event)
+    }
+
+    /// The failed-events record of `event`, without counting it.
+    fn failed_record(&self, event: &FailedEvent) -> Output {
         Output {
             topic: self.ctx.topology.failed_topic(),
             partition: None,

@@ -10,6 +10,8 @@ use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::canonical::{crc64_avro, parsing_canonical_form};
+
 /// The two bytes that open every single-object encoded Avro record.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
 
@@ -42,7 +44,7 @@ pub enum RecordError {
         found: [u8; 2],
     },
     /// The writer schema's fingerprint is not one this build knows.
-    #[error("{record}: written with an unknown schema (fingerprint {fingerprint:#018x}): another record type, or a newer sfwd")]
+    #[error("{record}: written with an unknown schema (fingerprint {}): another record type, or a newer sfwd", fingerprint_hex(*fingerprint))]
     UnknownSchema {
         /// The record type expected.
         record: &'static str,
@@ -102,10 +104,13 @@ impl RecordError {
     }
 }
 
-/// One schema with its fingerprint.
+/// One schema with its fingerprints.
 struct Versioned {
     schema: Schema,
+    /// The specification's fingerprint: what `encode` writes.
     fingerprint: u64,
+    /// The fingerprint earlier releases wrote, still accepted by `decode`.
+    legacy_fingerprint: u64,
     /// The reader of data written with this schema (resolving it to the
     /// current one for another version), built on the first decode: its
     /// named types are resolved once, not for every record.
@@ -116,23 +121,57 @@ impl Versioned {
     fn parse(record: &str, json: &str) -> Self {
         let schema = Schema::parse_str(json)
             .unwrap_or_else(|e| panic!("embedded schema of {record} is invalid: {e}"));
-        let fingerprint = fingerprint(&schema);
         Versioned {
+            fingerprint: fingerprint(&schema),
+            legacy_fingerprint: legacy_fingerprint(&schema),
             schema,
-            fingerprint,
             reader: OnceLock::new(),
         }
     }
+
+    fn has_fingerprint(&self, fingerprint: u64) -> bool {
+        fingerprint == self.fingerprint || fingerprint == self.legacy_fingerprint
+    }
 }
 
-/// The CRC-64-AVRO fingerprint of a schema, as the `u64` whose little-endian
-/// bytes go in the single-object header.
+/// The CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form, both
+/// as the Avro specification defines them, as the `u64` whose little-endian
+/// bytes go in the single-object header. Any Avro implementation computes
+/// the same value from the same schema.
 pub fn fingerprint(schema: &Schema) -> u64 {
+    crc64_avro(parsing_canonical_form(schema).as_bytes())
+}
+
+/// The fingerprint sfwd wrote before it followed the specification: the
+/// CRC-64-AVRO of apache-avro's canonical form, which keeps
+/// `{"type":"long"}` for a field with a logical type where the
+/// specification's form has `"long"`. Records already on sfwd's topics
+/// carry it, so `decode` accepts it beside [`fingerprint`]; for a schema
+/// without logical types the two are equal.
+pub fn legacy_fingerprint(schema: &Schema) -> u64 {
     let le_bytes = schema.fingerprint::<Rabin>().bytes;
     le_bytes
         .iter()
         .rev()
         .fold(0, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+/// A fingerprint as the hex of its 8 bytes in header order, the form Avro
+/// tools print (fastavro's `fingerprint`, for one).
+pub fn fingerprint_hex(fingerprint: u64) -> String {
+    fingerprint
+        .to_le_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The fingerprint and the datum of bytes in single-object encoding; `None`
+/// when they do not start with the magic or are shorter than the header.
+pub fn split_single_object(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (magic, rest) = bytes.split_first_chunk::<2>()?;
+    let (fingerprint, datum) = rest.split_first_chunk::<8>()?;
+    (*magic == MAGIC).then(|| (u64::from_le_bytes(*fingerprint), datum))
 }
 
 /// The schemas of one record type: the current one, which `encode` writes
@@ -174,9 +213,19 @@ impl RecordSchemas {
         &self.current.schema
     }
 
-    /// The fingerprint of the current schema.
+    /// The fingerprint `encode` writes: the specification's, of the
+    /// current schema.
     pub fn fingerprint(&self) -> u64 {
         self.current.fingerprint
+    }
+
+    /// The fingerprints `decode` accepts, for each writer schema, current
+    /// first: the specification's and the one earlier releases wrote (the
+    /// same for a schema without logical types).
+    pub fn writer_fingerprints(&self) -> impl Iterator<Item = [u64; 2]> + '_ {
+        std::iter::once(&self.current)
+            .chain(&self.others)
+            .map(|v| [v.fingerprint, v.legacy_fingerprint])
     }
 
     /// Every schema `decode` accepts as a writer schema, current first.
@@ -189,7 +238,7 @@ impl RecordSchemas {
     fn writer(&self, fingerprint: u64) -> Option<&Versioned> {
         std::iter::once(&self.current)
             .chain(&self.others)
-            .find(|v| v.fingerprint == fingerprint)
+            .find(|v| v.has_fingerprint(fingerprint))
     }
 
     pub(crate) fn encode<T: Serialize>(&'static self, value: &T) -> Result<Vec<u8>, RecordError> {
@@ -239,7 +288,7 @@ impl RecordSchemas {
         let reader = match writer.reader.get() {
             Some(reader) => reader,
             None => {
-                let resolve_to = (fingerprint != self.current.fingerprint).then(|| self.current());
+                let resolve_to = (!std::ptr::eq(writer, &self.current)).then(|| self.current());
                 let reader = GenericDatumReader::builder(&writer.schema)
                     .maybe_reader_schema(resolve_to)
                     .build()

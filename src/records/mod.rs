@@ -16,8 +16,12 @@
 //!
 //! Avro single-object encoding: `C3 01`, the 8-byte little-endian
 //! CRC-64-AVRO fingerprint of the writer schema, then the binary datum.
-//! [`AvroRecord::decode`] looks the fingerprint up among the writer schemas
-//! it knows for that record and resolves the datum to the current schema.
+//! The fingerprint is the specification's, over its Parsing Canonical Form
+//! ([`fingerprint`]), so a reader that resolves schemas by fingerprint finds
+//! the `.avsc` files. [`AvroRecord::decode`] looks the fingerprint up among
+//! the writer schemas it knows for that record, under both that fingerprint
+//! and the one earlier releases wrote ([`legacy_fingerprint`]), and
+//! resolves the datum to the current schema.
 //!
 //! # Changing a schema
 //!
@@ -31,6 +35,7 @@
 
 mod action;
 mod audit;
+mod canonical;
 mod codec;
 mod common;
 mod control;
@@ -44,8 +49,12 @@ mod tests;
 
 pub use action::FailedAction;
 pub use audit::AuditEvent;
+pub use canonical::{crc64_avro, parsing_canonical_form};
 pub(crate) use codec::EofTracking;
-pub use codec::{fingerprint, AvroRecord, RecordError, RecordSchemas, HEADER_LEN, MAGIC};
+pub use codec::{
+    fingerprint, fingerprint_hex, legacy_fingerprint, split_single_object, AvroRecord, RecordError,
+    RecordSchemas, HEADER_LEN, MAGIC,
+};
 pub use common::{Header, SourcePosition, TriggerInfo};
 pub use control::{ControlCommand, ControlStateRecord};
 pub use enums::{Cause, CommandKind, FailedActionKind, FailureReason, Mode, ParseEnumError};

@@ -6,7 +6,7 @@ use apache_avro::Schema;
 use serde_json::Value;
 
 use super::view::StoredEntry;
-use crate::records::{fingerprint, EofTracking, StoredRequest, HEADER_LEN, MAGIC};
+use crate::records::{fingerprint_hex, split_single_object, EofTracking, StoredRequest};
 use crate::topology::Topology;
 
 /// What a stored value decodes to.
@@ -35,16 +35,17 @@ pub fn decode_value(topology: &Topology, request: &StoredRequest) -> DecodedValu
     let Some(schema) = schema else {
         return DecodedValue::Raw;
     };
-    let schema = match Schema::parse_str(&schema.canonical) {
+    let input = schema;
+    let schema = match Schema::parse_str(&input.canonical) {
         Ok(s) => s,
         Err(e) => {
             return DecodedValue::Undecodable(format!(
                 "the input schema {} does not parse: {e}",
-                schema.path.display()
+                input.path.display()
             ))
         }
     };
-    match decode_with(&schema, request.value.as_deref()) {
+    match decode_with(&schema, &input.fingerprints, request.value.as_deref()) {
         Ok(v) => DecodedValue::Avro(v),
         Err(e) => DecodedValue::Undecodable(e),
     }
@@ -67,21 +68,23 @@ pub fn detail_json(topology: &Topology, entry: &StoredEntry, stored_topic: &str)
 
 /// An Avro binary datum of `schema`, optionally in single-object encoding,
 /// as JSON.
-fn decode_with(schema: &Schema, value: Option<&[u8]>) -> Result<Value, String> {
+fn decode_with(
+    schema: &Schema,
+    fingerprints: &[u64],
+    value: Option<&[u8]>,
+) -> Result<Value, String> {
     let Some(mut bytes) = value else {
         return Err("the request has no value".to_string());
     };
-    if let Some((magic, rest)) = bytes.split_first_chunk::<2>() {
-        if *magic == MAGIC && bytes.len() >= HEADER_LEN {
-            let (found, datum) = rest.split_first_chunk::<8>().expect("length checked");
-            if *found != fingerprint(schema).to_le_bytes() {
-                return Err(
-                    "the value is in Avro single-object encoding with another schema's fingerprint"
-                        .to_string(),
-                );
-            }
-            bytes = datum;
+    if let Some((found, datum)) = split_single_object(bytes) {
+        if !fingerprints.contains(&found) {
+            return Err(format!(
+                "the value is in Avro single-object encoding with fingerprint {}, not the input schema's ({})",
+                fingerprint_hex(found),
+                fingerprints.first().map_or_else(String::new, |fp| fingerprint_hex(*fp)),
+            ));
         }
+        bytes = datum;
     }
     let mut input = EofTracking::new(bytes);
     let decoded = GenericDatumReader::builder(schema)
@@ -104,6 +107,7 @@ fn decode_with(schema: &Schema, value: Option<&[u8]>) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::{fingerprint, MAGIC};
     use apache_avro::types::Value as Avro;
     use apache_avro::writer::datum::GenericDatumWriter;
     use serde_json::json;

@@ -295,20 +295,36 @@ impl ReplayBackOff<'_> {
     }
 }
 
-/// A request is on its way to the failed-events topic. Bad input (no
-/// service) counts as `rejected`, everything else as `failed`.
+/// A request is on its way to the failed-events topic: bad input, refused
+/// before any invocation, counts as `rejected`, everything else as
+/// `failed`.
 #[derive(Debug)]
 pub struct RequestFailed<'a> {
     /// The instance that wrote it.
     pub instance: &'a str,
     /// The failed event.
     pub event: &'a FailedEvent,
+    /// `Failed` or `Rejected`.
+    pub outcome: RequestOutcome,
 }
 
 impl<'a> RequestFailed<'a> {
-    /// The event for `event`.
+    /// The event for `event`, a request that failed after it was taken.
     pub fn new(instance: &'a str, event: &'a FailedEvent) -> Self {
-        RequestFailed { instance, event }
+        RequestFailed {
+            instance,
+            event,
+            outcome: RequestOutcome::Failed,
+        }
+    }
+
+    /// The event for `event`, bad input refused before any invocation.
+    pub fn rejected(instance: &'a str, event: &'a FailedEvent) -> Self {
+        RequestFailed {
+            instance,
+            event,
+            outcome: RequestOutcome::Rejected,
+        }
     }
 
     /// Logs and counts it.
@@ -317,12 +333,7 @@ impl<'a> RequestFailed<'a> {
         let service = e.service.as_deref().unwrap_or("");
         let operation = e.operation.as_deref().unwrap_or("");
         tracing::debug!(request_id = %e.request_id, service, operation, reason = e.reason.as_str(), "request sent to the failed events");
-        let outcome = if e.service.is_some() {
-            RequestOutcome::Failed
-        } else {
-            RequestOutcome::Rejected
-        };
-        count_request(self.instance, service, operation, outcome);
+        count_request(self.instance, service, operation, self.outcome);
         counter!(
             names::FAILED_TOTAL,
             "instance_id" => self.instance.to_string(),

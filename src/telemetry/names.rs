@@ -4,8 +4,8 @@
 /// Counter. Requests that reached an outcome. Labels: `service`,
 /// `operation`, `outcome` (`delivered`, `stored`, `failed`, `replayed`,
 /// `answered_sync`, `rejected`). A stored request counts again when it is
-/// replayed or fails. Rejected (bad input) requests have empty `service`
-/// and `operation`.
+/// replayed or fails. Rejected (bad input) requests have the `service` and
+/// `operation` the topic or the operation header tells, else empty ones.
 pub const REQUESTS_TOTAL: &str = "sfwd_requests_total";
 
 /// Counter. Requests written to a stored topic. Labels: `control_point`.

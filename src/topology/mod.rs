@@ -47,21 +47,32 @@ impl Checked {
 }
 
 /// Reads and checks a topology file. I/O errors are reported as a
-/// diagnostic at line 1 so the caller has one shape to handle.
+/// diagnostic at line 1 so the caller has one shape to handle; bytes that
+/// are not UTF-8 at their place.
 pub fn check_file(path: &Path) -> Checked {
-    match std::fs::read_to_string(path) {
-        Ok(text) => check_str(&text, path),
+    let mut d = diagnostics::Diagnostics::new(path);
+    match std::fs::read(path) {
+        Ok(bytes) => match yaml::utf8(&bytes) {
+            Ok(text) => return check_str(text, path),
+            Err(errors) => {
+                for e in errors {
+                    let diagnostic = d.error(e.loc, e.message);
+                    if let Some(hint) = e.hint {
+                        diagnostic.hint(hint);
+                    }
+                }
+            }
+        },
         Err(e) => {
-            let mut d = diagnostics::Diagnostics::new(path);
             d.error(
                 Loc { line: 1, col: 1 },
                 format!("cannot read the file: {e}"),
             );
-            Checked {
-                topology: None,
-                diagnostics: d.into_sorted(),
-            }
         }
+    }
+    Checked {
+        topology: None,
+        diagnostics: d.into_sorted(),
     }
 }
 
@@ -77,7 +88,10 @@ pub fn check_str(text: &str, path: &Path) -> Checked {
         }
         Err(errors) => {
             for e in errors {
-                d.error(e.loc, format!("YAML syntax: {}", e.message));
+                let diagnostic = d.error(e.loc, format!("YAML syntax: {}", e.message));
+                if let Some(hint) = e.hint {
+                    diagnostic.hint(hint);
+                }
             }
             None
         }

@@ -253,6 +253,10 @@ pub struct InputSchema {
     pub path: PathBuf,
     /// The schema's canonical JSON.
     pub canonical: String,
+    /// The fingerprints a value in single-object encoding may carry: the
+    /// Avro specification's, then the ones apache-avro computes from the
+    /// file and from `canonical` (what earlier releases compared with).
+    pub fingerprints: Vec<u64>,
 }
 
 impl Topology {

@@ -706,10 +706,28 @@ fn input_schema(path: &Spanned<String>, dir: &Path, d: &mut Diagnostics) -> Opti
         }
     };
     match apache_avro::Schema::parse_str(&text) {
-        Ok(schema) => Some(InputSchema {
-            path: full,
-            canonical: schema.canonical_form(),
-        }),
+        Ok(schema) => {
+            let canonical = schema.canonical_form();
+            let reparsed = apache_avro::Schema::parse_str(&canonical).ok();
+            let mut fingerprints = Vec::with_capacity(3);
+            for fp in [
+                Some(crate::records::fingerprint(&schema)),
+                Some(crate::records::legacy_fingerprint(&schema)),
+                reparsed.as_ref().map(crate::records::legacy_fingerprint),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if !fingerprints.contains(&fp) {
+                    fingerprints.push(fp);
+                }
+            }
+            Some(InputSchema {
+                path: full,
+                canonical,
+                fingerprints,
+            })
+        }
         Err(e) => {
             d.error(
                 path.loc,

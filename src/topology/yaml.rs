@@ -74,6 +74,23 @@ impl Node {
 pub struct SyntaxError {
     pub loc: Loc,
     pub message: String,
+    /// What to do about it, when the cause is clear.
+    pub hint: Option<String>,
+}
+
+impl SyntaxError {
+    fn new(loc: Loc, message: impl Into<String>) -> Self {
+        SyntaxError {
+            loc,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
 }
 
 /// Parses one YAML document. An empty document is an empty mapping.
@@ -87,13 +104,11 @@ pub fn parse(source: &str) -> Result<Node, Vec<SyntaxError>> {
                 }
             }
             Err(e) => {
-                return Err(vec![SyntaxError {
-                    loc: Loc {
-                        line: e.marker().line(),
-                        col: e.marker().col() + 1,
-                    },
-                    message: e.info().to_string(),
-                }])
+                let at = Loc {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                };
+                return Err(explain(source, &builder.stack, at, e.info()));
             }
         }
     }
@@ -109,15 +124,27 @@ pub fn parse(source: &str) -> Result<Node, Vec<SyntaxError>> {
 enum Frame {
     Seq {
         loc: Loc,
+        /// Where it starts, in characters from the start of the source.
+        start: usize,
         anchor: usize,
         items: Vec<Node>,
     },
     Map {
         loc: Loc,
+        /// Where it starts, in characters from the start of the source.
+        start: usize,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
     },
+}
+
+impl Frame {
+    fn loc_and_start(&self) -> (Loc, usize) {
+        match self {
+            Frame::Seq { loc, start, .. } | Frame::Map { loc, start, .. } => (*loc, *start),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -137,11 +164,10 @@ impl Builder {
             Event::DocumentStart(_) => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    return Some(SyntaxError {
+                    return Some(SyntaxError::new(
                         loc,
-                        message: "a topology file holds one YAML document; found a second `---`"
-                            .into(),
-                    });
+                        "a topology file holds one YAML document; found a second `---`",
+                    ));
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
@@ -162,27 +188,26 @@ impl Builder {
                     };
                     self.complete(node, 0);
                 }
-                None => {
-                    return Some(SyntaxError {
-                        loc,
-                        message: "alias to an unknown anchor".into(),
-                    })
-                }
+                None => return Some(SyntaxError::new(loc, "alias to an unknown anchor")),
             },
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
                 loc,
+                start: span.start.index(),
                 anchor,
                 items: Vec::new(),
             }),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 loc,
+                start: span.start.index(),
                 anchor,
                 entries: Vec::new(),
                 pending_key: None,
             }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { loc, anchor, items }) => (
+                    Some(Frame::Seq {
+                        loc, anchor, items, ..
+                    }) => (
                         Node {
                             loc,
                             value: Value::Seq(items),
@@ -225,14 +250,14 @@ impl Builder {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.value == key.value) {
-                        self.duplicates.push(SyntaxError {
-                            loc: key.loc,
-                            message: format!(
+                        self.duplicates.push(SyntaxError::new(
+                            key.loc,
+                            format!(
                                 "duplicate key {} (first defined at line {})",
                                 describe_key(&key),
                                 first.loc.line
                             ),
-                        });
+                        ));
                     } else {
                         entries.push((key, node));
                     }
@@ -240,6 +265,164 @@ impl Builder {
             },
         }
     }
+}
+
+/// The error for the parser's complaint `info` at `at`, placed at its
+/// cause when that is clear: a tab in the indentation, or a flow mapping or
+/// sequence left open (`stack` is what was open when the parser stopped).
+fn explain(source: &str, stack: &[Frame], at: Loc, info: &str) -> Vec<SyntaxError> {
+    if let Some(tab) = indenting_tab(source, at, info.contains("tab")) {
+        return vec![SyntaxError::new(
+            tab,
+            format!("line {} is indented with a tab ({info})", tab.line),
+        )
+        .hint("YAML does not allow tabs for indentation: use spaces")];
+    }
+    let unclosed: Vec<SyntaxError> = stack
+        .iter()
+        .filter_map(|frame| {
+            let (loc, start) = frame.loc_and_start();
+            let offset = source.char_indices().nth(start).map(|(i, _)| i)?;
+            let open = source[offset..].chars().next()?;
+            let (what, close, block) = match open {
+                '{' => ("flow mapping", '}', "indented `key: value` lines"),
+                '[' => ("flow sequence", ']', "indented `- item` lines"),
+                _ => return None,
+            };
+            (!flow_closes(&source[offset..])).then(|| {
+                SyntaxError::new(
+                    loc,
+                    format!(
+                        "this `{open}` opens a {what} that is never closed (the parser stopped at line {}, column {}: {info})",
+                        at.line, at.col
+                    ),
+                )
+                .hint(format!(
+                    "close it with `{close}`, or write it as {block} without brackets"
+                ))
+            })
+        })
+        .collect();
+    if !unclosed.is_empty() {
+        return unclosed;
+    }
+    let error = SyntaxError::new(at, info);
+    if info.contains("expected ',' or '}'") {
+        vec![error.hint("separate the entries of a flow mapping `{ … }` with `,`")]
+    } else if info.contains("expected ',' or ']'") {
+        vec![error.hint("separate the items of a flow sequence `[ … ]` with `,`")]
+    } else {
+        vec![error]
+    }
+}
+
+/// The first tab in the indentation of the line of `at`, of the next line,
+/// or of the one before (where the parser may notice it); the line of `at`
+/// only unless `tab_reported`.
+fn indenting_tab(source: &str, at: Loc, tab_reported: bool) -> Option<Loc> {
+    let lines: Vec<&str> = source.lines().collect();
+    let candidates = if tab_reported {
+        vec![at.line, at.line + 1, at.line.saturating_sub(1)]
+    } else {
+        vec![at.line]
+    };
+    candidates.into_iter().find_map(|line| {
+        let text = lines.get(line.checked_sub(1)?)?;
+        let col = text
+            .chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .position(|c| c == '\t')?;
+        Some(Loc { line, col: col + 1 })
+    })
+}
+
+/// Does the bracket `text` starts with have its closing bracket? Counts
+/// brackets, skipping quoted scalars and comments, as flow context reads
+/// them.
+fn flow_closes(text: &str) -> bool {
+    let mut depth = 0usize;
+    let mut chars = text.chars();
+    // A quote opens a quoted scalar only where a scalar may start.
+    let mut scalar_may_start = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return true;
+                }
+            }
+            '"' if scalar_may_start => {
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    match c {
+                        '"' if !escaped => break,
+                        '\\' => escaped = !escaped,
+                        _ => escaped = false,
+                    }
+                }
+            }
+            '\'' if scalar_may_start => {
+                // Inside, `''` is a quote, not the end.
+                while let Some(c) = chars.next() {
+                    if c == '\'' {
+                        if chars.clone().next() != Some('\'') {
+                            break;
+                        }
+                        chars.next();
+                    }
+                }
+            }
+            '#' if scalar_may_start => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        scalar_may_start = c.is_whitespace() || matches!(c, '{' | '[' | ',' | ':');
+    }
+    false
+}
+
+/// `bytes` as UTF-8, or an error at each line where they are not.
+pub fn utf8(bytes: &[u8]) -> Result<&str, Vec<SyntaxError>> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(text);
+    }
+    let mut errors: Vec<SyntaxError> = Vec::new();
+    let (mut line, mut col) = (1, 1);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\n' {
+                (line, col) = (line + 1, 1);
+            } else {
+                col += 1;
+            }
+        }
+        let invalid = chunk.invalid();
+        if !invalid.is_empty() {
+            if errors.last().is_none_or(|e| e.loc.line != line) {
+                let shown: Vec<String> = invalid.iter().map(|b| format!("0x{b:02x}")).collect();
+                errors.push(
+                    SyntaxError::new(
+                        Loc { line, col },
+                        format!(
+                            "invalid UTF-8 (byte {}): a topology file must be UTF-8 text",
+                            shown.join(" ")
+                        ),
+                    )
+                    .hint("save the file as UTF-8 (from Latin-1: `iconv -f latin1 -t utf-8`)"),
+                );
+            }
+            // An invalid sequence stands for one character.
+            col += 1;
+        }
+    }
+    Err(errors)
 }
 
 fn describe_key(key: &Node) -> String {
@@ -286,18 +469,107 @@ mod tests {
         let errors = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(
             errors,
-            vec![SyntaxError {
-                loc: Loc { line: 3, col: 1 },
-                message: "duplicate key `a` (first defined at line 1)".into()
-            }]
+            vec![SyntaxError::new(
+                Loc { line: 3, col: 1 },
+                "duplicate key `a` (first defined at line 1)"
+            )]
         );
     }
 
     #[test]
     fn syntax_errors_have_a_location() {
-        let errors = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        let errors = parse("a: 1\nb: c: d\n").unwrap_err();
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].loc.line >= 1);
+        assert_eq!(errors[0].loc, Loc { line: 2, col: 5 });
+    }
+
+    fn one_error(source: &str) -> SyntaxError {
+        let mut errors = parse(source).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0)
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_reported_where_it_is() {
+        for (source, line, col) in [
+            ("a:\n\tb: 1\n", 2, 1),
+            ("a:\n  b: 1\n  \tc: 2\n", 3, 3),
+            // Noticed at the end of the line before.
+            ("a:\n  b: 1\n \tc: 2\n", 3, 2),
+            // After a block scalar.
+            ("a: |\n  x\n\ty: 1\n", 3, 1),
+        ] {
+            let e = one_error(source);
+            assert_eq!(e.loc, Loc { line, col }, "{source:?}: {}", e.message);
+            assert!(e.message.contains("indented with a tab"), "{}", e.message);
+            assert_eq!(
+                e.hint.as_deref(),
+                Some("YAML does not allow tabs for indentation: use spaces")
+            );
+        }
+        // A tab inside a value or a comment is no error.
+        assert!(parse("a: \"x\ty\"\nb: 1 # \tc\n").is_ok());
+    }
+
+    #[test]
+    fn an_unclosed_bracket_is_reported_where_it_opens() {
+        for (source, line, col, open) in [
+            ("a: { b: 1\nc: 2\n", 1, 4, '{'),
+            ("a: [1, 2\nb: 3\n", 1, 4, '['),
+            (
+                "a:\n  b: { c: \"}\", d: '}' }\n  e: { f: 1\n  g: 2\n",
+                3,
+                6,
+                '{',
+            ),
+            ("a: { b: 1, # }\n  c: 2\n", 1, 4, '{'),
+        ] {
+            let e = one_error(source);
+            assert_eq!(e.loc, Loc { line, col }, "{source:?}: {}", e.message);
+            assert!(
+                e.message
+                    .starts_with(&format!("this `{open}` opens a flow")),
+                "{}",
+                e.message
+            );
+            assert!(e.message.contains("never closed"), "{}", e.message);
+            assert!(e.hint.unwrap().starts_with("close it with"));
+        }
+        // Two left open: both.
+        let errors = parse("a: { b: { c: 1\nd: 2\n").unwrap_err();
+        let places: Vec<Loc> = errors.iter().map(|e| e.loc).collect();
+        assert_eq!(
+            places,
+            vec![Loc { line: 1, col: 4 }, Loc { line: 1, col: 9 }]
+        );
+    }
+
+    #[test]
+    fn a_missing_comma_in_a_closed_flow_mapping_stays_where_the_parser_saw_it() {
+        let e = one_error("a: { b: 1\n  c: 2 }\n");
+        assert_eq!(e.loc, Loc { line: 2, col: 4 });
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("separate the entries of a flow mapping `{ … }` with `,`")
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_reported_at_their_place() {
+        assert_eq!(utf8(b"a: caf\xc3\xa9\n").unwrap(), "a: café\n");
+        let errors = utf8(b"a: 1\n# caf\xe9 \xe9\nb: \xc3\xa9\xff\n").unwrap_err();
+        let places: Vec<Loc> = errors.iter().map(|e| e.loc).collect();
+        // One per line; columns count characters.
+        assert_eq!(
+            places,
+            vec![Loc { line: 2, col: 6 }, Loc { line: 3, col: 5 }]
+        );
+        assert!(
+            errors[0].message.contains("byte 0xe9"),
+            "{}",
+            errors[0].message
+        );
+        assert!(errors[0].hint.as_deref().unwrap().contains("UTF-8"));
     }
 
     #[test]
