@@ -95,6 +95,7 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
         producer.clone(),
         &topology,
         &instance,
+        kafka::reader_config(&base, &instance, "audit"),
     ));
     let publisher = CommandPublisher::new(
         producer.clone(),

@@ -12,6 +12,7 @@
 //! | `GET /api/control-points/{name}` | one control point |
 //! | `POST /api/control-points/{name}/store` | operator `store` |
 //! | `POST /api/control-points/{name}/forward` | operator `forward` |
+//! | `GET /api/control-points/{name}/history` | the control point's audit trail |
 //! | `GET /api/failed` | the failed events |
 //! | `GET /api/control-points/{name}/stored` | a page of the control point's stored requests |
 //! | `GET /api/stored/{id}` | one stored request, its value decoded |
@@ -28,6 +29,7 @@ mod api;
 mod backlog;
 mod error;
 mod failed;
+mod history;
 mod progress;
 mod stored;
 pub mod tls;
@@ -187,6 +189,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/control-points/{name}/store", post(api::store))
         .route("/api/control-points/{name}/forward", post(api::forward))
         .route("/api/control-points/{name}/pace", post(api::pace))
+        .route("/api/control-points/{name}/history", get(history::history))
         .route("/api/failed", get(failed::list))
         .route("/api/control-points/{name}/stored", get(stored::list))
         .route("/api/stored/{id}", get(stored::one))
@@ -395,7 +398,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
     .hint(
         "endpoints: / /healthz /readyz /metrics /api/control-points \
-         /api/control-points/{name}[/store|/forward|/stored] /api/failed \
+         /api/control-points/{name}[/store|/forward|/pace|/stored|/history] /api/session /api/failed \
          /api/stored/{id}[/skip]",
     )
 }

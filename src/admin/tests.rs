@@ -161,6 +161,15 @@ impl crate::audit::AuditSink for Recorder {
         self.0.lock().unwrap().push(event);
         Box::pin(async {})
     }
+
+    fn history<'a>(
+        &'a self,
+        control_point: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<crate::audit::Trail, String>> {
+        let events = self.0.lock().unwrap().clone();
+        Box::pin(async move { Ok((crate::audit::select(events, control_point, limit), 0)) })
+    }
 }
 
 fn fixture(writer: Writer, offsets: Offsets) -> Fixture {

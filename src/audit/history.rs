@@ -6,7 +6,6 @@ use rdkafka::ClientConfig;
 use crate::failed::read::read_to_end;
 use crate::failed::FailedError;
 use crate::records::{AuditEvent, AvroRecord};
-use crate::topology::Topology;
 
 /// Why the trail could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -20,18 +19,18 @@ pub enum HistoryError {
 }
 
 /// The last `limit` events of `control_point` (every control point when
-/// `None`) on `topology`'s audit topic, oldest first, read with `config`
-/// (a consumer configuration; the group is not used). Records that do not
+/// `None`) on the audit `topic`, oldest first, read with `config` (a
+/// consumer configuration; the group is not used). Records that do not
 /// decode are counted in the second value and skipped. A topic that does
 /// not exist yet has no events.
 pub async fn history(
-    topology: &Topology,
     config: ClientConfig,
+    topic: &str,
+    bootstrap: &str,
     control_point: Option<&str>,
     limit: usize,
-) -> Result<(Vec<AuditEvent>, usize), HistoryError> {
-    let topic = topology.audit_topic();
-    let bootstrap = topology.kafka.bootstrap.clone();
+) -> Result<super::Trail, HistoryError> {
+    let (topic, bootstrap) = (topic.to_string(), bootstrap.to_string());
     let raw = tokio::task::spawn_blocking(move || read_to_end(config, &topic, &bootstrap))
         .await
         .map_err(|e| HistoryError::Internal(e.to_string()))??

@@ -17,13 +17,14 @@
 
 mod history;
 
-pub use history::{history, HistoryError};
+pub use history::{history, select, HistoryError};
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
 
 use crate::records::{AuditEvent, AvroRecord};
 use crate::topology::Topology;
@@ -31,10 +32,22 @@ use crate::topology::Topology;
 /// How long one audit write may wait for the broker.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where audit events go: the audit topic, or a test double.
+/// The events of a control point (all when `None`), oldest first, and how
+/// many records could not be read.
+pub type Trail = (Vec<AuditEvent>, usize);
+
+/// Where audit events go and are read back: the audit topic, or a test
+/// double.
 pub trait AuditSink: Send + Sync + 'static {
     /// Appends `event` to the trail; never fails the caller.
     fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()>;
+
+    /// The last `limit` events of `control_point` (all when `None`).
+    fn history<'a>(
+        &'a self,
+        control_point: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Trail, String>>;
 }
 
 /// The `<app>.audit` topic, written by one process.
@@ -42,17 +55,28 @@ pub trait AuditSink: Send + Sync + 'static {
 pub struct AuditLog {
     producer: FutureProducer,
     topic: String,
+    bootstrap: String,
     instance: String,
+    /// A consumer configuration for reading the trail back.
+    reader: ClientConfig,
 }
 
 impl AuditLog {
     /// Writes to `topology`'s audit topic with `producer`, naming
-    /// `instance` (an instance id, or `cli@host`) as the writer.
-    pub fn new(producer: FutureProducer, topology: &Topology, instance: &str) -> AuditLog {
+    /// `instance` (an instance id, or `sfwd-cli:user@host`) as the writer;
+    /// reads it back with `reader`, a consumer configuration.
+    pub fn new(
+        producer: FutureProducer,
+        topology: &Topology,
+        instance: &str,
+        reader: ClientConfig,
+    ) -> AuditLog {
         AuditLog {
             producer,
             topic: topology.audit_topic(),
+            bootstrap: topology.kafka.bootstrap.clone(),
             instance: instance.to_string(),
+            reader,
         }
     }
 
@@ -80,6 +104,24 @@ impl AuditLog {
 }
 
 impl AuditSink for AuditLog {
+    fn history<'a>(
+        &'a self,
+        control_point: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Trail, String>> {
+        Box::pin(async move {
+            history(
+                self.reader.clone(),
+                &self.topic,
+                &self.bootstrap,
+                control_point,
+                limit,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
+    }
+
     fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Err(e) = self.write(&event).await {
@@ -111,6 +153,13 @@ pub fn event(instance: &str, action: &str, via: &str, actor: &str, result: &str)
         result: result.to_string(),
         message: None,
     }
+}
+
+/// An event as JSON: its fields, and its time also in RFC 3339 (`at_utc`).
+pub fn to_json(event: &AuditEvent) -> serde_json::Value {
+    let mut v = serde_json::to_value(event).expect("plain data");
+    v["at_utc"] = serde_json::Value::String(crate::failed::time::format_utc(event.at));
+    v
 }
 
 /// `user@host` of this process, for events from the command line.

@@ -24,6 +24,7 @@
 //! layout), an upper bound otherwise, and 0 once every replay has reached
 //! the end.
 
+mod history;
 mod pace;
 mod status;
 
@@ -42,8 +43,11 @@ use sfwd::shutdown::{self, ShutdownTrigger};
 use sfwd::store::MemoryStore;
 use sfwd::topology::{parse_duration, Topology};
 
-use super::operator::{count, run_async, unknown, Failure, Operator, Output, Target};
+use super::operator::{
+    audit, audit_event, count, run_async, unknown, Failure, Operator, Output, Table, Target,
+};
 use pace::pace_replay;
+use sfwd::records::AuditEvent;
 use status::{gather, layouts, render_status, state_text, watermarks, Sources};
 
 /// Options of `sfwd control`.
@@ -67,6 +71,9 @@ enum Command {
     /// Change the pace of a control point's replay, on every instance: the
     /// one running now, or (while storing) the next one.
     Pace(PaceArgs),
+    /// The audit trail of a control point (or of all): who did what, when,
+    /// from where, with what result, and every change of state.
+    History(history::HistoryArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +151,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
             Command::Store(a) => switch(a, Mode::Store, None).await,
             Command::Forward(a) => forward(a).await,
             Command::Pace(a) => pace_replay(a).await,
+            Command::History(a) => history::history(a).await,
         }
     })
 }
@@ -271,6 +279,7 @@ async fn ensure_control_topics(topology: &Topology) -> Result<(), Failure> {
         spec(topology.control_topic(), 1, true),
         spec(topology.commands_topic(), k.partitions as i32, false),
         spec(topology.replay_topic(), 1, true),
+        spec(topology.audit_topic(), 1, false),
     ];
     kafka::ensure_topics(&kafka::client_config(k), &specs)
         .await
@@ -380,6 +389,7 @@ async fn switch(args: SwitchArgs, wanted: Mode, rate: Option<Pace>) -> Result<u8
             message,
             command_id: None,
         };
+        report.audit(&topology, cp, &issuer, rate).await;
         report.print(
             &args, &topology, &service, &before, &before, &control, &probe,
         )?;
@@ -464,10 +474,28 @@ async fn switch(args: SwitchArgs, wanted: Mode, rate: Option<Pace>) -> Result<u8
         message,
         command_id: Some(command.id),
     };
+    report.audit(&topology, cp, &issuer, rate).await;
     report.print(
         &args, &topology, &service, &before, &after, &control, &probe,
     )?;
     Ok(0)
+}
+
+impl SwitchReport {
+    /// Records this store or forward in the audit trail.
+    async fn audit(&self, topology: &Topology, cp: &str, issuer: &str, rate: Option<Pace>) {
+        let action = match self.wanted {
+            Mode::Store => "store",
+            Mode::Forward => "forward",
+        };
+        let event = AuditEvent {
+            command_id: self.command_id.clone(),
+            detail: rate.map(|r| format!("rate {r}")),
+            message: Some(self.message.clone()),
+            ..audit_event(action, Some(cp), issuer, self.result.as_str())
+        };
+        audit(topology, event).await;
+    }
 }
 
 fn humantime(d: Duration) -> String {

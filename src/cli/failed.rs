@@ -16,11 +16,12 @@ use sfwd::failed::{
     base64, ActionReport, ActionResult, AttemptState, FailedEntry, FailedEvents, FailedView,
     Filter, Progress, ResubmitOptions, Status, StatusFilter,
 };
-use sfwd::records::FailureReason;
+use sfwd::records::{AuditEvent, FailureReason};
 use sfwd::topology::Topology;
 
 use super::operator::{
-    count, ellipsize, run_async, unknown, Failure, Operator, Output, Table, Target, EXIT_FAILURE,
+    audit, audit_event, count, ellipsize, run_async, unknown, Failure, Operator, Output, Table,
+    Target, EXIT_FAILURE,
 };
 
 /// Options of `sfwd failed`.
@@ -557,6 +558,7 @@ async fn resubmit(args: ResubmitArgs) -> Result<u8, Failure> {
     let reports = events
         .resubmit(&ids, &options, &mut progress_printer("resubmitted"))
         .await?;
+    audit_actions(&topology, &view, "resubmit", &options.by, &reports).await;
     Ok(print_reports(&reports, args.output))
 }
 
@@ -569,14 +571,34 @@ async fn discard(args: DiscardArgs) -> Result<u8, Failure> {
         println!("no failed events match: nothing discarded");
         return Ok(0);
     }
+    let by = args.operator.issuer();
     let reports = events
-        .discard(
-            &ids,
-            &args.operator.issuer(),
-            &mut progress_printer("discarded"),
-        )
+        .discard(&ids, &by, &mut progress_printer("discarded"))
         .await?;
+    audit_actions(&topology, &view, "discard", &by, &reports).await;
     Ok(print_reports(&reports, args.output))
+}
+
+/// Records each request's resubmit or discard in the audit trail, under
+/// the control point of its failed event.
+async fn audit_actions(
+    topology: &Topology,
+    view: &FailedView,
+    action: &str,
+    by: &str,
+    reports: &[ActionReport],
+) {
+    for r in reports {
+        let cp = view
+            .get(&r.request_id)
+            .and_then(|e| e.event.control_point.clone());
+        let event = AuditEvent {
+            subject: Some(r.request_id.clone()),
+            message: Some(r.to_string()),
+            ..audit_event(action, cp.as_deref(), by, r.kind())
+        };
+        audit(topology, event).await;
+    }
 }
 
 #[cfg(test)]

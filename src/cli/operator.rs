@@ -7,8 +7,64 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use rdkafka::producer::FutureProducer;
+use sfwd::audit::AuditLog;
+use sfwd::kafka::{self, TopicSpec};
+use sfwd::records::AuditEvent;
 use sfwd::topology::{self, Topology};
 use tracing_subscriber::EnvFilter;
+
+/// Appends an operator's action from the command line to the audit trail
+/// (`via` `cli`, from `user@host`); the action has happened, so a failure
+/// to write is a warning on standard error, not an error.
+pub async fn audit(topology: &Topology, event: AuditEvent) {
+    let origin = sfwd::audit::user_at_host();
+    let event = AuditEvent {
+        via: "cli".into(),
+        origin: Some(origin.clone()),
+        instance: format!("sfwd-cli:{origin}"),
+        ..event
+    };
+    let written = async {
+        let k = &topology.kafka;
+        let spec = TopicSpec {
+            name: topology.audit_topic(),
+            partitions: 1,
+            replication_factor: i32::from(k.replication_factor),
+            compacted: false,
+        };
+        let config = kafka::client_config(k);
+        kafka::ensure_topics(&config, &[spec])
+            .await
+            .map_err(|e| e.to_string())?;
+        let producer: FutureProducer = kafka::producer_config(&config)
+            .create()
+            .map_err(|e| e.to_string())?;
+        AuditLog::new(producer, topology, &event.instance, config.clone())
+            .write(&event)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = written.await {
+        eprintln!(
+            "warning: the action is done, but it could not be written to {}: {e}",
+            topology.audit_topic()
+        );
+    }
+}
+
+/// An audit event of `action` on `control_point` by `actor` with `result`.
+pub fn audit_event(
+    action: &str,
+    control_point: Option<&str>,
+    actor: &str,
+    result: &str,
+) -> AuditEvent {
+    AuditEvent {
+        control_point: control_point.map(str::to_string),
+        ..sfwd::audit::event("", action, "cli", actor, result)
+    }
+}
 
 /// Exit code when the cluster could not be reached or an action failed.
 pub const EXIT_FAILURE: u8 = 1;

@@ -18,7 +18,10 @@ use sfwd::stored::{
 };
 use sfwd::topology::Topology;
 
-use super::operator::{count, run_async, unknown, Failure, Operator, Output, Table, Target};
+use super::operator::{
+    audit, audit_event, count, run_async, unknown, Failure, Operator, Output, Table, Target,
+};
+use sfwd::records::AuditEvent;
 
 /// Options of `sfwd stored`.
 #[derive(Debug, clap::Args)]
@@ -376,6 +379,14 @@ async fn skip(args: SkipArgs) -> Result<u8, Failure> {
     let backlog = StoredBacklog::new(&topology)?;
     let by = args.operator.issuer();
     let reports = backlog.skip(&args.request_ids, &by).await?;
+    for r in &reports {
+        let event = AuditEvent {
+            subject: Some(r.request_id.clone()),
+            message: Some(r.to_string()),
+            ..audit_event("skip", r.control_point.as_deref(), &by, r.kind())
+        };
+        audit(&topology, event).await;
+    }
     match args.output {
         Output::Json => {
             let v: Vec<Value> = reports.iter().map(SkipReport::to_json).collect();

@@ -8,10 +8,11 @@ use rdkafka::producer::FutureProducer;
 use serde_json::json;
 use sfwd::control::{CommandKind, CommandPublisher, Outcome, Pace};
 use sfwd::kafka;
+use sfwd::records::AuditEvent;
 
 use super::{
-    as_if, ensure_control_topics, kafka_failure, load_control, probe, service_of, Failure, Output,
-    PaceArgs, METADATA_TIMEOUT,
+    as_if, audit, audit_event, ensure_control_topics, kafka_failure, load_control, probe,
+    service_of, Failure, Output, PaceArgs, METADATA_TIMEOUT,
 };
 
 /// How a pace reads for people: the override, or the topology's cap.
@@ -102,6 +103,13 @@ pub(super) async fn pace_replay(args: PaceArgs) -> Result<u8, Failure> {
             }
         }
     };
+    let event = AuditEvent {
+        command_id: command_id.clone(),
+        detail: Some(format!("rate {}", describe(wanted, configured))),
+        message: Some(message.clone()),
+        ..audit_event("pace", Some(cp), &issuer, result)
+    };
+    audit(&topology, event).await;
     match args.output {
         Output::Table => println!("{message}"),
         Output::Json => {
