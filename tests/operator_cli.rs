@@ -255,6 +255,79 @@ async fn an_outage_seen_and_handled_from_the_command_line() {
     assert_eq!(cp["failed_by_status"]["resubmitted"], 1);
     assert_eq!(cp["failed_by_status"]["discarded"], 1);
     assert_eq!(cp["failed"], 0);
+
+    // The audit trail holds all of it: the automatic changes, and every
+    // operator action with who, from where and the result.
+    let trail = app.cli_json(&["control", "history", "Eis"]).await;
+    let events = trail["events"].as_array().unwrap();
+    let find = |pred: &dyn Fn(&Value) -> bool| -> Vec<&Value> {
+        events.iter().filter(|e| pred(e)).collect()
+    };
+    let stored = find(&|e| e["action"] == "state-change" && e["subject"] == trigger.as_str());
+    assert_eq!(stored.len(), 1, "{trail:#}");
+    assert_eq!(
+        (stored[0]["actor"].as_str(), stored[0]["via"].as_str()),
+        (Some("a"), Some("control-writer"))
+    );
+    assert!(
+        stored[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("STORE epoch 1 (trigger)"),
+        "{trail:#}"
+    );
+    let noops = find(&|e| e["action"] == "store" && e["result"] == "no-op");
+    assert_eq!(noops.len(), 2, "{trail:#}");
+    for e in &noops {
+        assert_eq!(
+            (e["actor"].as_str(), e["via"].as_str()),
+            (Some("operator:tester"), Some("cli"))
+        );
+        assert!(
+            e["origin"].as_str().unwrap().contains('@'),
+            "user@host: {e}"
+        );
+    }
+    let forward = find(&|e| e["action"] == "forward");
+    assert_eq!(forward.len(), 1, "{trail:#}");
+    assert!(
+        matches!(forward[0]["result"].as_str(), Some("applied" | "reached")),
+        "{trail:#}"
+    );
+    let applied =
+        find(&|e| e["action"] == "state-change" && e["command_id"] == forward[0]["command_id"]);
+    assert_eq!(
+        applied.len(),
+        1,
+        "the forward, applied by the writer: {trail:#}"
+    );
+    assert!(applied[0]["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("FORWARD epoch 2 (operator)"));
+    assert_eq!(
+        find(&|e| e["action"] == "state-change"
+            && e["detail"].as_str().unwrap().contains("(replay-caught-up)"))
+        .len(),
+        1,
+        "{trail:#}"
+    );
+    let results = |action: &str, subject: &str| -> Vec<String> {
+        find(&|e| e["action"] == action && e["subject"] == subject)
+            .iter()
+            .map(|e| e["result"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(results("resubmit", &trigger).len(), 2, "{trail:#}");
+    assert_eq!(results("discard", &bad).len(), 2, "{trail:#}");
+    assert!(events
+        .windows(2)
+        .all(|w| w[0]["at"].as_i64() <= w[1]["at"].as_i64() || w[1]["via"] == "control-writer"));
+    app.cli(&["control", "history", "Eis"])
+        .await
+        .ok()
+        .prints("ACTION")
+        .prints("operator:tester");
 }
 
 /// Creates the failed-events topic (3 partitions) and the request topics

@@ -536,6 +536,19 @@ async fn the_page_asks_for_a_token_and_acts_as_its_principal() {
             r#"document.getElementById("message").textContent.includes("store Eis: applied")"#,
         );
         b.screenshot("signed-in");
+        // The history shows alice's store and the change it made.
+        b.eval(
+            r#"document.querySelector('tr[data-cp="Eis"] button[data-action="history"]').click()"#,
+        );
+        b.wait_until(
+            "alice's store in the history, with the state change",
+            Duration::from_secs(30),
+            r##"(() => { document.getElementById("history-refresh").click();
+                const rows = [...document.querySelectorAll("#history-rows tr")].map(r => r.textContent);
+                return rows.some(t => t.includes("store") && t.includes("operator:alice") && t.includes("admin-api") && t.includes("applied"))
+                    && rows.some(t => t.includes("state-change") && t.includes("STORE epoch 1 (operator)")); })()"##,
+        );
+        b.screenshot("history");
     });
     page.await.unwrap();
     let (status, _, v) = call(
