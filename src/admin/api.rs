@@ -176,19 +176,7 @@ pub(super) async fn store(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
-    let answer = command(
-        state.clone(),
-        name.clone(),
-        &caller,
-        &headers,
-        &body,
-        Mode::Store,
-    )
-    .await;
-    state
-        .audit_command("store", &name, &caller, &headers, &body, &answer)
-        .await;
-    answer
+    switch(state, name, caller, headers, body, Mode::Store).await
 }
 
 pub(super) async fn forward(
@@ -198,17 +186,33 @@ pub(super) async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
+    switch(state, name, caller, headers, body, Mode::Forward).await
+}
+
+/// A store or forward, and its record in the audit trail.
+async fn switch(
+    state: AdminState,
+    name: String,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+    wanted: Mode,
+) -> Result<(StatusCode, Json<CommandOutcome>), ApiError> {
     let answer = command(
         state.clone(),
         name.clone(),
         &caller,
         &headers,
         &body,
-        Mode::Forward,
+        wanted,
     )
     .await;
+    let action = match wanted {
+        Mode::Store => "store",
+        Mode::Forward => "forward",
+    };
     state
-        .audit_command("forward", &name, &caller, &headers, &body, &answer)
+        .audit_command(action, &name, &caller, &headers, &body, &answer)
         .await;
     answer
 }
