@@ -22,6 +22,11 @@ impl Sfwd {
     /// `SFWD_TEST_WRAPPER`, when set, is a command that runs it (e.g.
     /// `valgrind --tool=callgrind` to profile it).
     pub fn start(topology: &Path, instance: &str, dir: &Path) -> Sfwd {
+        Sfwd::start_on(&super::bootstrap(), topology, instance, dir)
+    }
+
+    /// [`Sfwd::start`] against the broker at `bootstrap`.
+    pub fn start_on(bootstrap: &str, topology: &Path, instance: &str, dir: &Path) -> Sfwd {
         let data_dir: PathBuf = dir.join(instance);
         let wrapper = std::env::var("SFWD_TEST_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
@@ -45,7 +50,7 @@ impl Sfwd {
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--instance-id", instance, "--data-dir"])
             .arg(&data_dir)
-            .env("SFWD_BOOTSTRAP", super::bootstrap())
+            .env("SFWD_BOOTSTRAP", bootstrap)
             .env(
                 "RUST_LOG",
                 std::env::var("SFWD_TEST_RUST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
