@@ -23,9 +23,11 @@ use sfwd::target_sim::Mode;
 /// Partitions of the request topic.
 const PARTITIONS: i32 = 4;
 /// The test topology's `limits.max_uncommitted_records`.
-const BOUND: usize = 100;
-/// Requests in the stream, and how many a second.
-const TOTAL: usize = 3_000;
+const BOUND: usize = 50;
+/// Requests waiting when the instance starts.
+const BACKLOG: usize = 1_600;
+/// Requests in the stream that follows, and how many a second.
+const STREAM: usize = 2_000;
 const RATE: u64 = 250;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,11 +36,11 @@ async fn a_broker_killed_and_restarted_loses_nothing_and_repeats_at_most_the_bou
     let mut broker = Broker::start(bin);
     let bootstrap = broker.bootstrap();
     let sim = start_target().await;
-    // Slower than the stream (about 30 a second per partition): when the
-    // broker dies the instance has a backlog, and keeps working on it
-    // while its commits fail.
+    // Slower than the stream (about 45 a second per partition), behind a
+    // backlog: when the broker dies the instance has records in hand, and
+    // keeps working on them while its commits fail.
     sim.set_mode(Mode::Slow {
-        delay: Duration::from_millis(30),
+        delay: Duration::from_millis(20),
     });
     let url = sim.url("/eis");
     let app = App::new("redeliver", |name| {
@@ -61,17 +63,17 @@ services:
     .on(&bootstrap);
     let topic = app.topic("get");
     common::create_topics_on(&bootstrap, &[(&topic, PARTITIONS)]).await;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut ids = produce(&bootstrap, &topic, BACKLOG, None, acked.clone()).await;
     let (mut a, admin) = app.start_with_admin("a");
 
-    let acked = Arc::new(AtomicUsize::new(0));
-    let producing = tokio::spawn(produce_steadily(
-        bootstrap.clone(),
-        topic.clone(),
-        acked.clone(),
-    ));
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    let producing = {
+        let (bootstrap, topic, acked) = (bootstrap.clone(), topic.clone(), acked.clone());
+        tokio::spawn(async move { produce(&bootstrap, &topic, STREAM, Some(RATE), acked).await })
+    };
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let before_kill = sim.received().len();
-    assert!(before_kill > 0, "the stream reaches the target");
+    assert!(before_kill > 0, "requests reach the target");
     broker.kill9();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let during_outage = sim.received().len() - before_kill;
@@ -113,8 +115,7 @@ services:
         "{held}"
     );
 
-    let ids = producing.await.unwrap();
-    assert_eq!(ids.len(), TOTAL, "every request of the stream acknowledged");
+    ids.extend(producing.await.unwrap());
     let deadline = Instant::now() + Duration::from_secs(240);
     let missing = loop {
         let received: std::collections::HashSet<String> =
@@ -157,24 +158,29 @@ services:
     );
 }
 
-/// Produces [`TOTAL`] requests at [`RATE`] a second, spread over the
-/// partitions, without waiting for each acknowledgement (so the stream goes
-/// on into the producer's queue while the broker is down); returns their
-/// positional ids once all are acknowledged.
-async fn produce_steadily(
-    bootstrap: String,
-    topic: String,
+/// Produces `n` requests spread over the partitions, `rate` a second or
+/// as fast as the producer takes them, without waiting for each
+/// acknowledgement (so a stream goes on into the producer's queue while
+/// the broker is down); returns their positional ids once all are
+/// acknowledged, counting acknowledgements in `acked` as they come.
+async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    rate: Option<u64>,
     acked: Arc<AtomicUsize>,
 ) -> Vec<String> {
-    let mut config = common::client_config_on(&bootstrap);
+    let mut config = common::client_config_on(bootstrap);
     config.set("acks", "all").set("linger.ms", "5");
     let producer: FutureProducer = config.create().expect("producer");
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-    let mut deliveries = Vec::with_capacity(TOTAL);
-    for i in 0..TOTAL {
-        tick.tick().await;
+    let mut tick = rate.map(|r| tokio::time::interval(Duration::from_micros(1_000_000 / r)));
+    let mut deliveries = Vec::with_capacity(n);
+    for i in 0..n {
+        if let Some(tick) = &mut tick {
+            tick.tick().await;
+        }
         let value = format!("{{\"n\":{i}}}");
-        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
             .partition(i as i32 % PARTITIONS)
             .payload(value.as_bytes());
         let delivery = producer
@@ -192,7 +198,7 @@ async fn produce_steadily(
             (delivered.partition, delivered.offset)
         }));
     }
-    let mut ids = Vec::with_capacity(TOTAL);
+    let mut ids = Vec::with_capacity(n);
     for d in deliveries {
         let (partition, offset) = d.await.unwrap();
         ids.push(format!("{topic}/{partition}/{offset}"));
