@@ -111,7 +111,8 @@ services:
     assert_eq!(field(&held, "level"), "WARN", "{held}");
     assert_eq!(field(&held, "topic"), topic, "{held}");
     assert!(
-        held.get("uncommitted_records").is_some() && held.get("committed_offset").is_some(),
+        held.get("uncommitted_records").is_some()
+            && held.get("max_uncommitted_records") == Some(&serde_json::json!(BOUND)),
         "{held}"
     );
 

@@ -279,9 +279,8 @@ fn uncommitted_bound(ctx: &Context, services: &[usize]) -> Option<uncommitted::B
         .max()
         .unwrap_or(0);
     Some(uncommitted::Bound {
-        records: usize::try_from(limits.max_uncommitted_records)
-            .unwrap_or(usize::MAX)
-            .saturating_add(in_flight),
+        records: usize::try_from(limits.max_uncommitted_records).unwrap_or(usize::MAX),
+        in_flight,
         age: limits.max_uncommitted_age,
     })
 }

@@ -18,7 +18,8 @@
 //! that offset covers and decides, before each record, whether the
 //! partition may take it. Halfway to the bound it asks for a commit at
 //! once rather than at the next interval, so that with a healthy broker a
-//! partition seldom reaches it. A held partition's records wait in its
+//! partition seldom reaches it; since a commit covers every partition of
+//! the consumer, asks are spaced per instance, not per partition. A held partition's records wait in its
 //! queue and then in the consumer (which the dispatcher pauses): nothing
 //! is skipped.
 //!
@@ -45,8 +46,8 @@ const REPORT_HOLD_AFTER: Duration = Duration::from_secs(1);
 /// While held, the partition looks again this often (to report the hold,
 /// refresh its gauge, and ask for a commit again).
 const HOLD_TICK: Duration = Duration::from_millis(500);
-/// A worker asks for a commit at most this often while the previous ask is
-/// being answered…
+/// The instance asks for a commit at most this often while asks are being
+/// answered…
 const ASK_EVERY: Duration = Duration::from_millis(100);
 /// …and, while commits go unanswered (no coordinator), at most this often,
 /// since librdkafka keeps each ask until the coordinator is back.
@@ -59,6 +60,8 @@ pub struct Commits {
     partitions: Mutex<HashMap<Partition, watch::Sender<Option<i64>>>>,
     /// Commit reports received, successful or not.
     reports: AtomicU64,
+    /// The last ask for a commit, and the commit reports received then.
+    asked: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Commits {
@@ -97,18 +100,51 @@ impl Commits {
         }
     }
 
-    fn reports(&self) -> u64 {
-        self.reports.load(Ordering::Relaxed)
+    /// Whether a worker may ask for a commit now; if so, the ask is
+    /// recorded. Asks are spaced [`ASK_EVERY`] apart, or
+    /// [`ASK_UNANSWERED_EVERY`] while no commit report came since the last.
+    fn may_ask(&self) -> bool {
+        let reports = self.reports.load(Ordering::Relaxed);
+        let mut asked = self.asked.lock().unwrap();
+        if let Some((at, seen)) = *asked {
+            let wait = if reports > seen {
+                ASK_EVERY
+            } else {
+                ASK_UNANSWERED_EVERY
+            };
+            if at.elapsed() < wait {
+                return false;
+            }
+        }
+        *asked = Some((Instant::now(), reports));
+        true
     }
 }
 
 /// The redelivery bound of one partition.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Bound {
-    /// Records taken past the last successful commit.
+    /// Records taken past the last successful commit…
     pub(super) records: usize,
+    /// …beyond the target's calls in flight (a Kafka binding's
+    /// `in_flight`; 0 for a target called one request at a time).
+    pub(super) in_flight: usize,
     /// Age of the oldest of them.
     pub(super) age: Duration,
+}
+
+impl Bound {
+    /// Records taken past the last successful commit at which the
+    /// partition holds.
+    fn hold_at(&self) -> usize {
+        self.in_flight.saturating_add(self.records)
+    }
+
+    /// Records at which it asks for a commit: halfway through the bound,
+    /// above the calls in flight.
+    fn ask_at(&self) -> usize {
+        self.in_flight.saturating_add(self.records.div_ceil(2))
+    }
 }
 
 /// Asks the consumer to commit the offsets stored so far, without waiting.
@@ -127,8 +163,6 @@ pub(super) struct Uncommitted {
     committed: watch::Receiver<Option<i64>>,
     commits: Arc<Commits>,
     ask: AskCommit,
-    /// The last ask for a commit, and the commit reports seen then.
-    asked: Option<(Instant, u64)>,
     held: Option<Held>,
     gauge: UncommittedRecords,
 }
@@ -155,7 +189,6 @@ impl Uncommitted {
             committed: commits.follow(partition),
             commits,
             ask,
-            asked: None,
             held: None,
             gauge: UncommittedRecords::new(instance, &partition.0, partition.1),
         }
@@ -182,8 +215,8 @@ impl Uncommitted {
         }
         self.gauge.set(self.taken.len());
         let oldest = self.oldest();
-        let over = self.taken.len() >= bound.records || oldest >= bound.age;
-        if over || self.taken.len() >= bound.records.div_ceil(2) || oldest >= bound.age / 2 {
+        let over = self.taken.len() >= bound.hold_at() || oldest >= bound.age;
+        if over || self.taken.len() >= bound.ask_at() || oldest >= bound.age / 2 {
             self.ask_commit();
         }
         match (&mut self.held, over) {
@@ -246,7 +279,7 @@ impl Uncommitted {
             records: self.taken.len(),
             oldest: self.oldest(),
             committed: *self.committed.borrow(),
-            max_records: bound.records,
+            max_records: bound.hold_at(),
             max_age: bound.age,
         }
     }
@@ -254,18 +287,9 @@ impl Uncommitted {
     /// Asks librdkafka to commit the stored offsets now, unless an ask is
     /// recent.
     fn ask_commit(&mut self) {
-        let reports = self.commits.reports();
-        if let Some((at, seen)) = self.asked {
-            let wait = if reports > seen {
-                ASK_EVERY
-            } else {
-                ASK_UNANSWERED_EVERY
-            };
-            if at.elapsed() < wait {
-                return;
-            }
+        if !self.commits.may_ask() {
+            return;
         }
-        self.asked = Some((Instant::now(), reports));
         if let Err(e) = (self.ask)() {
             tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "asking for an offset commit");
         }
@@ -311,7 +335,11 @@ mod tests {
     }
 
     fn bound(records: usize, age: Duration) -> Option<Bound> {
-        Some(Bound { records, age })
+        Some(Bound {
+            records,
+            in_flight: 0,
+            age,
+        })
     }
 
     /// librdkafka reports a commit of `next` for `(topic, partition)`.
@@ -395,6 +423,45 @@ mod tests {
         tokio::time::advance(Duration::from_millis(100)).await;
         s.uncommitted.holds();
         assert_eq!(s.asks.load(Ordering::Relaxed), 3, "answered, 100 ms later");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_in_flight_come_on_top_of_the_bound_and_asks_are_spaced_per_instance() {
+        let bound = Some(Bound {
+            records: 4,
+            in_flight: 10,
+            age: Duration::from_secs(3600),
+        });
+        let mut s = setup(bound);
+        let counter = s.asks.clone();
+        let mut other = Uncommitted::new(
+            "test",
+            &(TOPIC.to_string(), 1),
+            bound,
+            s.commits.clone(),
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }),
+        );
+        for offset in 0..11 {
+            s.uncommitted.take(offset);
+            other.take(offset);
+        }
+        assert!(!s.uncommitted.holds() && !other.holds());
+        assert_eq!(s.asks.load(Ordering::Relaxed), 0, "11 < 10 + 4 / 2");
+        s.uncommitted.take(11);
+        other.take(11);
+        assert!(!s.uncommitted.holds() && !other.holds());
+        assert_eq!(
+            s.asks.load(Ordering::Relaxed),
+            1,
+            "both halfway: one ask commits both"
+        );
+        for offset in 12..14 {
+            s.uncommitted.take(offset);
+        }
+        assert!(s.uncommitted.holds(), "14 = 10 in flight + 4");
     }
 
     #[tokio::test]

@@ -641,7 +641,7 @@ impl PartitionHeld<'_> {
             "partition" => w.partition.to_string(),
         )
         .increment(1);
-        tracing::debug!(topic = %w.topic, partition = w.partition, uncommitted_records = w.records, oldest_ms = w.oldest.as_millis() as u64, committed_offset = ?w.committed, max_uncommitted_records = w.max_records, max_uncommitted_age_ms = w.max_age.as_millis() as u64, "partition holds at the redelivery bound");
+        tracing::debug!(topic = %w.topic, partition = w.partition, uncommitted_records = w.records, oldest_ms = w.oldest.as_millis() as u64, committed_offset = w.committed, max_uncommitted_records = w.max_records, max_uncommitted_age_ms = w.max_age.as_millis() as u64, "partition holds at the redelivery bound");
     }
 }
 
@@ -655,7 +655,7 @@ impl PartitionStillHeld<'_> {
     /// Logs it at `warn`.
     pub fn emit(self) {
         let w = &self.0;
-        tracing::warn!(topic = %w.topic, partition = w.partition, uncommitted_records = w.records, oldest_ms = w.oldest.as_millis() as u64, committed_offset = ?w.committed, max_uncommitted_records = w.max_records, max_uncommitted_age_ms = w.max_age.as_millis() as u64, "partition holds: offset commits are failing or behind, and its uncommitted records reached the redelivery bound; it takes no new record until a commit succeeds");
+        tracing::warn!(topic = %w.topic, partition = w.partition, uncommitted_records = w.records, oldest_ms = w.oldest.as_millis() as u64, committed_offset = w.committed, max_uncommitted_records = w.max_records, max_uncommitted_age_ms = w.max_age.as_millis() as u64, "partition holds: offset commits are failing or behind, and its uncommitted records reached the redelivery bound; it takes no new record until a commit succeeds");
     }
 }
 
@@ -676,9 +676,9 @@ impl PartitionResumed<'_> {
         let w = &self.work;
         let held_ms = self.held.as_millis() as u64;
         if self.reported {
-            tracing::info!(topic = %w.topic, partition = w.partition, held_ms, uncommitted_records = w.records, committed_offset = ?w.committed, "partition resumes: an offset commit succeeded");
+            tracing::info!(topic = %w.topic, partition = w.partition, held_ms, uncommitted_records = w.records, committed_offset = w.committed, "partition resumes: an offset commit succeeded");
         } else {
-            tracing::debug!(topic = %w.topic, partition = w.partition, held_ms, uncommitted_records = w.records, committed_offset = ?w.committed, "partition resumes");
+            tracing::debug!(topic = %w.topic, partition = w.partition, held_ms, uncommitted_records = w.records, committed_offset = w.committed, "partition resumes");
         }
     }
 }
