@@ -15,7 +15,8 @@
 //! of writes whose acknowledgements move the source offset; `replay`
 //! drains the stored backlog before the next live record, reading it
 //! through the instance's shared `readers` and held to its share of the
-//! control point's rate by `pacer`.
+//! control point's rate by `pacer`; `uncommitted` stops the partition from
+//! taking records while offset commits fail, past the redelivery bound.
 
 mod in_flight;
 mod outputs;
