@@ -262,6 +262,30 @@ fn kafka_binding_in_flight_out_of_range_is_an_error_at_its_place() {
 }
 
 #[test]
+fn a_redelivery_bound_of_zero_is_an_error_at_its_place() {
+    check(
+        "limits_uncommitted_invalid.yaml",
+        1,
+        &[
+            Expect(
+                "error",
+                "4:28",
+                "`max_uncommitted_records` must be at least 1",
+            ),
+            Expect("error", "5:24", "`max_uncommitted_age` must be more than 0"),
+        ],
+    );
+    check(
+        "limits_uncommitted_not_a_duration.yaml",
+        1,
+        &[
+            Expect("error", "3:36", "expected a whole number"),
+            Expect("error", "3:63", "`5` is not a duration"),
+        ],
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_and_duplicate_keys_have_places() {
     // `kafka: {` is never closed: the error is where it opens, not where
     // the parser gave up.

@@ -15,7 +15,8 @@
 //! of writes whose acknowledgements move the source offset; `replay`
 //! drains the stored backlog before the next live record, reading it
 //! through the instance's shared `readers` and held to its share of the
-//! control point's rate by `pacer`.
+//! control point's rate by `pacer`; `uncommitted` stops the partition from
+//! taking records while offset commits fail, past the redelivery bound.
 
 mod in_flight;
 mod outputs;
@@ -23,6 +24,7 @@ mod pacer;
 mod readers;
 mod replay;
 pub mod route;
+mod uncommitted;
 mod worker;
 
 pub use replay::redelivery_bound;
@@ -34,7 +36,7 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
@@ -168,6 +170,8 @@ struct WorkerStop {
 pub struct PipelineContext {
     workers: Arc<Mutex<HashMap<Partition, WorkerStop>>>,
     assigned: mpsc::UnboundedSender<Vec<Partition>>,
+    /// Where every partition's offset commits stand (the redelivery bound).
+    commits: Arc<uncommitted::Commits>,
 }
 
 impl ClientContext for PipelineContext {
@@ -209,6 +213,10 @@ impl ConsumerContext for PipelineContext {
             tracing::info!(partitions = ?assigned, "partitions assigned");
             let _ = self.assigned.send(assigned);
         }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.commits.reported(&result, offsets);
     }
 }
 
@@ -254,6 +262,30 @@ fn held_bytes(m: &OwnedMessage) -> usize {
     64 + m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)
 }
 
+/// The redelivery bound of a partition read by `services` (indices into
+/// the topology): `limits.max_uncommitted_records`, plus the calls a Kafka
+/// binding among them keeps in flight (uncommitted by design); none with
+/// `kafka.exactly_once`, whose transactions commit offsets with outputs.
+fn uncommitted_bound(ctx: &Context, services: &[usize]) -> Option<uncommitted::Bound> {
+    if ctx.exactly_once.is_some() {
+        return None;
+    }
+    let limits = &ctx.topology.limits;
+    let in_flight = services
+        .iter()
+        .filter_map(|&i| match &ctx.targets[i] {
+            Target::Kafka(t) if t.in_flight() > 1 => Some(t.in_flight()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    Some(uncommitted::Bound {
+        records: usize::try_from(limits.max_uncommitted_records).unwrap_or(usize::MAX),
+        in_flight,
+        age: limits.max_uncommitted_age,
+    })
+}
+
 /// Runs the pipeline until shutdown. `consumer_config` must have the
 /// application's `group.id`.
 pub async fn run_pipeline(
@@ -262,10 +294,12 @@ pub async fn run_pipeline(
     mut stop: Shutdown,
 ) -> Result<(), PipelineError> {
     let workers: Arc<Mutex<HashMap<Partition, WorkerStop>>> = Arc::default();
+    let commits: Arc<uncommitted::Commits> = Arc::default();
     let (assigned_tx, mut assigned_rx) = mpsc::unbounded_channel();
     let context = PipelineContext {
         workers: workers.clone(),
         assigned: assigned_tx,
+        commits: commits.clone(),
     };
     let mut consumer_config = consumer_config;
     if ctx.exactly_once.is_some() {
@@ -286,6 +320,13 @@ pub async fn run_pipeline(
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let ask_commit = {
+        let consumer = consumer.clone();
+        move || -> uncommitted::AskCommit {
+            let consumer = consumer.clone();
+            Box::new(move || consumer.commit_consumer_state(CommitMode::Async))
+        }
+    };
     let spawn = |p: &Partition, handles: &mut HashMap<Partition, Handle>| {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (trigger, listener) = shutdown::channel();
@@ -297,11 +338,16 @@ pub async fn run_pipeline(
                 stopped: stopped.clone(),
             },
         );
-        let cps: Vec<String> = ctx
-            .topology
-            .services
+        let services: Vec<usize> = (0..ctx.topology.services.len())
+            .filter(|&i| {
+                ctx.topology.services[i]
+                    .operations()
+                    .any(|(_, o)| o.topic == p.0)
+            })
+            .collect();
+        let cps: Vec<String> = services
             .iter()
-            .filter(|s| s.operations().any(|(_, o)| o.topic == p.0))
+            .map(|&i| &ctx.topology.services[i])
             .filter_map(|s| {
                 s.store_and_forward
                     .as_ref()
@@ -317,6 +363,13 @@ pub async fn run_pipeline(
             control_points: cps,
             calls: Default::default(),
             delivered_ahead: Default::default(),
+            uncommitted: uncommitted::Uncommitted::new(
+                &ctx.instance,
+                p,
+                uncommitted_bound(&ctx, &services),
+                commits.clone(),
+                ask_commit(),
+            ),
             stop: listener,
         };
         let failed = failed_tx.clone();

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::in_flight::Calls;
 use super::outputs::{Output, OutputWindow};
 use super::route::{header_value, request_id};
+use super::uncommitted::Uncommitted;
 use super::{Context, PipelineContext, PipelineError};
 use crate::bindings::failure::chain_for;
 use crate::bindings::{invoke, Invocation, Request, Response, Target};
@@ -77,6 +78,9 @@ pub(super) struct Worker {
     pub(super) delivered_ahead: HashMap<String, BTreeSet<i64>>,
     /// Kafka target calls sent and not yet settled, oldest first.
     pub(super) calls: Calls,
+    /// Records taken past the last successful offset commit, held to the
+    /// redelivery bound.
+    pub(super) uncommitted: Uncommitted,
     pub(super) stop: Shutdown,
 }
 
@@ -121,14 +125,22 @@ impl Worker {
                     self.replay(&cp).await?;
                 }
             }
+            // Past the redelivery bound, no record is taken until a commit
+            // covers the work: what is in hand still settles meanwhile.
+            let held = self.uncommitted.holds();
+            let uncommitted = held || self.uncommitted.has_work();
             tokio::select! {
                 biased;
                 _ = self.stop.wait() => break,
                 _ = changes.changed() => {}
                 _ = self.calls.oldest_ready(), if !self.calls.is_empty() => self.settle_oldest().await?,
                 settled = self.window.settle(), if self.window.has_pending() => settled?,
-                message = rx.recv() => match message {
-                    Some(m) => self.process(m).await?,
+                _ = self.uncommitted.changed(held), if uncommitted => {}
+                message = rx.recv(), if !held => match message {
+                    Some(m) => {
+                        self.uncommitted.take(m.offset());
+                        self.process(m).await?
+                    }
                     None => break,
                 },
             }

@@ -591,3 +591,105 @@ impl StoreHealth<'_> {
         }
     }
 }
+
+/// The uncommitted records of one source partition (the redelivery bound):
+/// a handle on the gauge, which is set for every record taken.
+#[derive(Debug, Clone)]
+pub struct UncommittedRecords(metrics::Gauge);
+
+impl UncommittedRecords {
+    /// The gauge of `topic`/`partition`.
+    pub fn new(instance: &str, topic: &str, partition: i32) -> Self {
+        UncommittedRecords(gauge!(
+            names::UNCOMMITTED_RECORDS,
+            "instance_id" => instance.to_string(),
+            "topic" => topic.to_string(),
+            "partition" => partition.to_string(),
+        ))
+    }
+
+    /// Records taken and not yet covered by a successful offset commit.
+    pub fn set(&self, records: usize) {
+        self.0.set(records as f64);
+    }
+}
+
+/// Where a partition stands when it holds or resumes at the redelivery
+/// bound.
+#[derive(Debug)]
+pub struct UncommittedWork<'a> {
+    /// The instance.
+    pub instance: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    /// Records taken and not yet covered by a successful offset commit.
+    pub records: usize,
+    /// How long ago the oldest of them was taken.
+    pub oldest: Duration,
+    /// The partition's last successfully committed offset (the next record
+    /// a new owner would read); `None` before this owner saw a commit.
+    pub committed: Option<i64>,
+    /// The bound, in records (including the target's calls in flight).
+    pub max_records: usize,
+    /// The bound, in time.
+    pub max_age: Duration,
+}
+
+/// A source partition stopped taking records: its uncommitted work reached
+/// the redelivery bound. Counted at once; logged at `debug`, since a
+/// commit usually follows within milliseconds (see [`PartitionStillHeld`]).
+#[derive(Debug)]
+pub struct PartitionHeld<'a>(pub UncommittedWork<'a>);
+
+impl PartitionHeld<'_> {
+    /// Counts the hold and logs it at `debug`.
+    pub fn emit(self) {
+        let w = &self.0;
+        counter!(
+            names::UNCOMMITTED_HOLDS_TOTAL,
+            "instance_id" => w.instance.to_string(),
+            "topic" => w.topic.to_string(),
+            "partition" => w.partition.to_string(),
+        )
+        .increment(1);
+        tracing::debug!(topic = %w.topic, partition = w.partition, uncommitted_records = w.records, oldest_ms = w.oldest.as_millis() as u64, committed_offset = w.committed, max_uncommitted_records = w.max_records, max_uncommitted_age_ms = w.max_age.as_millis() as u64, "partition holds at the redelivery bound");
+    }
+}
+
+/// A partition has held for a while: offset commits are failing or far
+/// behind (the broker or the group coordinator is unreachable). Logged once
+/// per hold.
+#[derive(Debug)]
+pub struct PartitionStillHeld<'a>(pub UncommittedWork<'a>);
+
+impl PartitionStillHeld<'_> {
+    /// Logs it at `warn`.
+    pub fn emit(self) {
+        let w = &self.0;
+        tracing::warn!(topic = %w.topic, partition = w.partition, uncommitted_records = w.records, oldest_ms = w.oldest.as_millis() as u64, committed_offset = w.committed, max_uncommitted_records = w.max_records, max_uncommitted_age_ms = w.max_age.as_millis() as u64, "partition holds: offset commits are failing or behind, and its uncommitted records reached the redelivery bound; it takes no new record until a commit succeeds");
+    }
+}
+
+/// A partition that held takes records again: a commit covered its work.
+#[derive(Debug)]
+pub struct PartitionResumed<'a> {
+    pub work: UncommittedWork<'a>,
+    /// How long it held.
+    pub held: Duration,
+    /// Whether [`PartitionStillHeld`] was logged for this hold (then the
+    /// resumption is logged at `info`, otherwise at `debug`).
+    pub reported: bool,
+}
+
+impl PartitionResumed<'_> {
+    /// Logs it.
+    pub fn emit(self) {
+        let w = &self.work;
+        let held_ms = self.held.as_millis() as u64;
+        if self.reported {
+            tracing::info!(topic = %w.topic, partition = w.partition, held_ms, uncommitted_records = w.records, committed_offset = w.committed, "partition resumes: an offset commit succeeded");
+        } else {
+            tracing::debug!(topic = %w.topic, partition = w.partition, held_ms, uncommitted_records = w.records, committed_offset = w.committed, "partition resumes");
+        }
+    }
+}

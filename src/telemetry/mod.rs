@@ -9,8 +9,9 @@
 //!
 //! Labels are a small fixed set: `instance_id`, `service`, `operation`,
 //! `outcome`, `reason`, `control_point`, `command`, `state`, and for the
-//! consumer lag `topic` and `partition`. Never a request id: a label value
-//! per request would grow the registry without bound.
+//! consumer lag and the uncommitted records `topic` and `partition`. Never
+//! a request id: a label value per request would grow the registry without
+//! bound.
 //!
 //! The recorder is Prometheus's ([`install`]); the admin server renders it
 //! at `/metrics`. The `metrics` crate has one recorder per process, so
@@ -153,6 +154,16 @@ fn describe() {
         KAFKA_CONSUMER_LAG,
         Unit::Count,
         "Records of a request partition not yet committed by this instance"
+    );
+    describe_gauge!(
+        UNCOMMITTED_RECORDS,
+        Unit::Count,
+        "Records of a request partition taken and not yet covered by a successful offset commit"
+    );
+    describe_counter!(
+        UNCOMMITTED_HOLDS_TOTAL,
+        Unit::Count,
+        "Times a request partition stopped taking records at the redelivery bound"
     );
     describe_gauge!(
         KAFKA_BROKERS_UP,

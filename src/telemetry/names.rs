@@ -57,6 +57,20 @@ pub const TARGET_CALL_SECONDS: &str = "sfwd_target_call_seconds";
 /// disappears after a minute.
 pub const KAFKA_CONSUMER_LAG: &str = "sfwd_kafka_consumer_lag";
 
+/// Gauge. Records of a request topic partition that its worker took and
+/// that no successful offset commit covers yet: what the partition's next
+/// owner would process again after a crash, a rebalance or a broker outage.
+/// The partition takes no new record while this reaches
+/// `limits.max_uncommitted_records` (see [`UNCOMMITTED_HOLDS_TOTAL`]).
+/// Labels: `topic`, `partition`.
+pub const UNCOMMITTED_RECORDS: &str = "sfwd_uncommitted_records";
+
+/// Counter. Times a request topic partition stopped taking records at the
+/// redelivery bound (`limits.max_uncommitted_records` or
+/// `limits.max_uncommitted_age`) until an offset commit succeeded. Labels:
+/// `topic`, `partition`.
+pub const UNCOMMITTED_HOLDS_TOTAL: &str = "sfwd_uncommitted_holds_total";
+
 /// Gauge. Brokers the request consumer is connected to (state `UP`).
 pub const KAFKA_BROKERS_UP: &str = "sfwd_kafka_brokers_up";
 

@@ -16,6 +16,12 @@ pub const REPLY_TO_HEADER: &str = "sfwd-reply-to";
 pub const DEFAULT_OPERATION_HEADER: &str = "sfwd-operation";
 /// Default size limit of one request (key + value + headers).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// Default redelivery bound: records a source partition may take past its
+/// last committed offset.
+pub const DEFAULT_MAX_UNCOMMITTED_RECORDS: u64 = 1000;
+/// Default redelivery bound: how long the oldest record taken past the last
+/// committed offset may wait for a commit.
+pub const DEFAULT_MAX_UNCOMMITTED_AGE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -47,6 +53,14 @@ pub struct KafkaSettings {
 pub struct Limits {
     /// Larger requests go to the failed-events topic as `oversized`.
     pub max_request_bytes: u64,
+    /// The redelivery bound, in records: a source partition takes no new
+    /// record while this many records it took are not covered by a
+    /// successful offset commit.
+    pub max_uncommitted_records: u64,
+    /// The redelivery bound, in time: a source partition takes no new
+    /// record while the oldest record it took past the last successful
+    /// offset commit was taken this long ago.
+    pub max_uncommitted_age: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,8 @@ pub struct RawTopology {
     pub application: Option<Spanned<String>>,
     pub kafka: Option<RawKafka>,
     pub max_request_bytes: Option<Spanned<u64>>,
+    pub max_uncommitted_records: Option<Spanned<u64>>,
+    pub max_uncommitted_age: Option<Spanned<Duration>>,
     pub exception_types: Vec<RawType>,
     pub services: Vec<RawService>,
     pub services_loc: Option<Loc>,
@@ -169,8 +171,18 @@ impl Reader<'_> {
             }
         }
         if let Some(limits) = f.get("limits") {
-            if let Some(lf) = self.fields(limits, "`limits`", &["max_request_bytes"]) {
+            const LIMITS: &[&str] = &[
+                "max_request_bytes",
+                "max_uncommitted_records",
+                "max_uncommitted_age",
+            ];
+            if let Some(lf) = self.fields(limits, "`limits`", LIMITS) {
                 t.max_request_bytes = lf.get("max_request_bytes").and_then(|n| self.size(n));
+                t.max_uncommitted_records =
+                    lf.get("max_uncommitted_records").and_then(|n| self.uint(n));
+                t.max_uncommitted_age = lf
+                    .get("max_uncommitted_age")
+                    .and_then(|n| self.duration(n).map(|value| Spanned { value, loc: n.loc }));
             }
         }
         if let Some(types) = f.get("exception_types") {

@@ -42,6 +42,7 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
         Some(m) => m.value,
         None => DEFAULT_MAX_REQUEST_BYTES,
     };
+    let (max_uncommitted_records, max_uncommitted_age) = redelivery_bound(&raw, d);
 
     if raw.services.is_empty() {
         if let Some(loc) = raw.services_loc {
@@ -232,7 +233,11 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
         source: d.file().to_path_buf(),
         application,
         kafka: kafka?,
-        limits: Limits { max_request_bytes },
+        limits: Limits {
+            max_request_bytes,
+            max_uncommitted_records,
+            max_uncommitted_age,
+        },
         types,
         services,
     })
@@ -269,6 +274,29 @@ fn kafka_settings(raw: &RawTopology, d: &mut Diagnostics) -> Option<KafkaSetting
         replication_factor,
         properties: k.properties.clone(),
     })
+}
+
+/// `limits.max_uncommitted_records` and `limits.max_uncommitted_age`, or
+/// their defaults.
+fn redelivery_bound(raw: &RawTopology, d: &mut Diagnostics) -> (u64, std::time::Duration) {
+    let records = match &raw.max_uncommitted_records {
+        Some(r) if r.value == 0 => {
+            d.error(r.loc, "`max_uncommitted_records` must be at least 1")
+                .hint("it is how many records a partition may take past its last committed offset");
+            DEFAULT_MAX_UNCOMMITTED_RECORDS
+        }
+        Some(r) => r.value,
+        None => DEFAULT_MAX_UNCOMMITTED_RECORDS,
+    };
+    let age = match &raw.max_uncommitted_age {
+        Some(a) if a.value.is_zero() => {
+            d.error(a.loc, "`max_uncommitted_age` must be more than 0");
+            DEFAULT_MAX_UNCOMMITTED_AGE
+        }
+        Some(a) => a.value,
+        None => DEFAULT_MAX_UNCOMMITTED_AGE,
+    };
+    (records, age)
 }
 
 fn type_tree(raw: &RawTopology, d: &mut Diagnostics) -> TypeTree {
@@ -763,5 +791,51 @@ fn topic_name_part(name: &str) -> Result<(), String> {
             "contains {c:?}, which Kafka does not allow in topic names"
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod redelivery_bound_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::super::{check_str, Limits};
+
+    const TOPOLOGY: &str = r#"
+application: app
+kafka: { bootstrap: localhost:9092 }
+LIMITS
+services:
+  eis:
+    binding: { kafka: { topic: eis.in } }
+    interfaces:
+      Q: { operations: { get: { topic: req.get } } }
+"#;
+
+    fn limits(yaml: &str) -> Limits {
+        let checked = check_str(&TOPOLOGY.replace("LIMITS", yaml), Path::new("t.yaml"));
+        checked
+            .topology
+            .unwrap_or_else(|| panic!("{:?}", checked.diagnostics))
+            .limits
+    }
+
+    #[test]
+    fn the_redelivery_bound_defaults_to_1000_records_or_5_s() {
+        let l = limits("");
+        assert_eq!(l.max_uncommitted_records, 1000);
+        assert_eq!(l.max_uncommitted_age, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_redelivery_bound_is_read_from_limits() {
+        let l = limits("limits: { max_uncommitted_records: 250, max_uncommitted_age: 1.5s }");
+        assert_eq!(l.max_uncommitted_records, 250);
+        assert_eq!(l.max_uncommitted_age, Duration::from_millis(1500));
+        assert_eq!(
+            l.max_request_bytes,
+            1 << 20,
+            "the other limits keep their default"
+        );
     }
 }

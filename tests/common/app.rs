@@ -18,6 +18,9 @@ pub struct App {
     pub name: String,
     pub dir: tempfile::TempDir,
     pub topology: PathBuf,
+    /// The broker its instances use, when not the shared test broker
+    /// (`SFWD_TEST_BOOTSTRAP`).
+    pub bootstrap: Option<String>,
 }
 
 impl App {
@@ -30,7 +33,20 @@ impl App {
             name,
             dir,
             topology,
+            bootstrap: None,
         }
+    }
+
+    /// The same application, with its instances on the broker at
+    /// `bootstrap` (a test's own broker).
+    pub fn on(mut self, bootstrap: &str) -> App {
+        self.bootstrap = Some(bootstrap.to_string());
+        self
+    }
+
+    /// The bootstrap address of the broker its instances use.
+    pub fn bootstrap(&self) -> String {
+        self.bootstrap.clone().unwrap_or_else(super::bootstrap)
     }
 
     /// One HTTP service `eis` over `sim` with control point `Eis` and
@@ -91,7 +107,7 @@ services:
 
     /// Starts an instance and waits until it is ready.
     pub fn start(&self, instance: &str) -> Sfwd {
-        let mut s = Sfwd::start(&self.topology, instance, self.dir.path());
+        let mut s = Sfwd::start_on(&self.bootstrap(), &self.topology, instance, self.dir.path());
         s.wait_ready();
         s
     }

@@ -44,11 +44,22 @@ fn counter() -> u64 {
 }
 
 pub fn client_config() -> ClientConfig {
-    sfwd::kafka::client_config_from(&bootstrap(), &BTreeMap::new())
+    client_config_on(&bootstrap())
+}
+
+/// Client settings for the broker at `bootstrap` (a test's own broker).
+pub fn client_config_on(bootstrap: &str) -> ClientConfig {
+    sfwd::kafka::client_config_from(bootstrap, &BTreeMap::new())
 }
 
 /// Creates topics with the given partition counts.
 pub async fn create_topics(topics: &[(&str, i32)]) {
+    create_topics_on(&bootstrap(), topics).await
+}
+
+/// Creates topics with the given partition counts on the broker at
+/// `bootstrap`.
+pub async fn create_topics_on(bootstrap: &str, topics: &[(&str, i32)]) {
     let specs: Vec<TopicSpec> = topics
         .iter()
         .map(|(name, partitions)| TopicSpec {
@@ -58,7 +69,7 @@ pub async fn create_topics(topics: &[(&str, i32)]) {
             compacted: false,
         })
         .collect();
-    ensure_topics(&client_config(), &specs)
+    ensure_topics(&client_config_on(bootstrap), &specs)
         .await
         .expect("create test topics");
 }
@@ -165,5 +176,6 @@ pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
 
 pub mod admin;
 pub mod app;
+pub mod broker;
 pub mod cli;
 pub mod process;

@@ -28,6 +28,22 @@ impl Sfwd {
     /// [`Sfwd::start`] with other options of `sfwd run` instead of
     /// `--admin-listen 127.0.0.1:0`.
     pub fn start_with(topology: &Path, instance: &str, dir: &Path, options: &[&str]) -> Sfwd {
+        Sfwd::spawn(&super::bootstrap(), topology, instance, dir, options)
+    }
+
+    /// [`Sfwd::start`] against the broker at `bootstrap`.
+    pub fn start_on(bootstrap: &str, topology: &Path, instance: &str, dir: &Path) -> Sfwd {
+        let options = ["--admin-listen", "127.0.0.1:0"];
+        Sfwd::spawn(bootstrap, topology, instance, dir, &options)
+    }
+
+    fn spawn(
+        bootstrap: &str,
+        topology: &Path,
+        instance: &str,
+        dir: &Path,
+        options: &[&str],
+    ) -> Sfwd {
         let data_dir: PathBuf = dir.join(instance);
         let wrapper = std::env::var("SFWD_TEST_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
@@ -51,7 +67,7 @@ impl Sfwd {
             .args(options)
             .args(["--instance-id", instance, "--data-dir"])
             .arg(&data_dir)
-            .env("SFWD_BOOTSTRAP", super::bootstrap())
+            .env("SFWD_BOOTSTRAP", bootstrap)
             .env(
                 "RUST_LOG",
                 std::env::var("SFWD_TEST_RUST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),

@@ -1,0 +1,496 @@
+//! The redelivery bound (SPEC §11): while offset commits fail or lag, a
+//! partition stops taking records once its uncommitted work reaches the
+//! bound, and takes them again when a commit covers it.
+//!
+//! A record is *uncommitted work* from the moment its worker takes it until
+//! an offset commit past it succeeds. Until then a crash, a rebalance or a
+//! group membership lost in a broker outage hands it to the partition's
+//! next owner, which processes it again: HTTP calls are repeated, Kafka
+//! produces written twice. The bound is `limits.max_uncommitted_records`
+//! records (plus the calls a Kafka binding keeps in flight, which are
+//! uncommitted by design) or `limits.max_uncommitted_age` since the oldest
+//! of them was taken, whichever comes first.
+//!
+//! librdkafka commits the stored offsets every `auto.commit.interval.ms`
+//! and reports each commit, success or failure, to the consumer context,
+//! which hands it to [`Commits`]: per partition, the offset of the last
+//! commit that succeeded. Each worker's [`Uncommitted`] drops the records
+//! that offset covers and decides, before each record, whether the
+//! partition may take it. Halfway to the bound it asks for a commit at
+//! once rather than at the next interval, so that with a healthy broker a
+//! partition seldom reaches it; since a commit covers every partition of
+//! the consumer, asks are spaced per instance, not per partition. A held partition's records wait in its
+//! queue and then in the consumer (which the dispatcher pauses): nothing
+//! is skipped.
+//!
+//! With `kafka.exactly_once` offsets are committed in each partition's
+//! transactions, and a transaction that cannot commit stops the partition:
+//! there is no bound to keep here.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::Partition;
+use crate::telemetry::{self, UncommittedRecords, UncommittedWork};
+
+/// A hold that lasts this long is logged at `warn`: commits are failing,
+/// not just a moment behind.
+const REPORT_HOLD_AFTER: Duration = Duration::from_secs(1);
+/// While held, the partition looks again this often (to report the hold,
+/// refresh its gauge, and ask for a commit again).
+const HOLD_TICK: Duration = Duration::from_millis(500);
+/// The instance asks for a commit at most this often while asks are being
+/// answered…
+const ASK_EVERY: Duration = Duration::from_millis(100);
+/// …and, while commits go unanswered (no coordinator), at most this often,
+/// since librdkafka keeps each ask until the coordinator is back.
+const ASK_UNANSWERED_EVERY: Duration = Duration::from_secs(1);
+
+/// The last successful offset commit of every partition, as librdkafka
+/// reports them; shared by the consumer context and the workers.
+#[derive(Debug, Default)]
+pub struct Commits {
+    partitions: Mutex<HashMap<Partition, watch::Sender<Option<i64>>>>,
+    /// Commit reports received, successful or not.
+    reports: AtomicU64,
+    /// The last ask for a commit, and the commit reports received then.
+    asked: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Commits {
+    /// Follows `partition`'s commits from now on, for its new worker.
+    pub(super) fn follow(&self, partition: &Partition) -> watch::Receiver<Option<i64>> {
+        let (tx, rx) = watch::channel(None);
+        self.partitions
+            .lock()
+            .unwrap()
+            .insert(partition.clone(), tx);
+        rx
+    }
+
+    /// A commit report from librdkafka (the consumer context's commit
+    /// callback). Only partitions committed without error move.
+    pub(super) fn reported(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.reports.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "offset commit failed");
+            return;
+        }
+        let partitions = self.partitions.lock().unwrap();
+        for e in offsets.elements() {
+            let (Offset::Offset(next), Ok(())) = (e.offset(), e.error()) else {
+                continue;
+            };
+            if let Some(tx) = partitions.get(&(e.topic().to_string(), e.partition())) {
+                tx.send_if_modified(|c| {
+                    let moved = c.is_none_or(|c| next > c);
+                    if moved {
+                        *c = Some(next);
+                    }
+                    moved
+                });
+            }
+        }
+    }
+
+    /// Whether a worker may ask for a commit now; if so, the ask is
+    /// recorded. Asks are spaced [`ASK_EVERY`] apart, or
+    /// [`ASK_UNANSWERED_EVERY`] while no commit report came since the last.
+    fn may_ask(&self) -> bool {
+        let reports = self.reports.load(Ordering::Relaxed);
+        let mut asked = self.asked.lock().unwrap();
+        if let Some((at, seen)) = *asked {
+            let wait = if reports > seen {
+                ASK_EVERY
+            } else {
+                ASK_UNANSWERED_EVERY
+            };
+            if at.elapsed() < wait {
+                return false;
+            }
+        }
+        *asked = Some((Instant::now(), reports));
+        true
+    }
+}
+
+/// The redelivery bound of one partition.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bound {
+    /// Records taken past the last successful commit…
+    pub(super) records: usize,
+    /// …beyond the target's calls in flight (a Kafka binding's
+    /// `in_flight`; 0 for a target called one request at a time).
+    pub(super) in_flight: usize,
+    /// Age of the oldest of them.
+    pub(super) age: Duration,
+}
+
+impl Bound {
+    /// Records taken past the last successful commit at which the
+    /// partition holds.
+    fn hold_at(&self) -> usize {
+        self.in_flight.saturating_add(self.records)
+    }
+
+    /// Records at which it asks for a commit: halfway through the bound,
+    /// above the calls in flight.
+    fn ask_at(&self) -> usize {
+        self.in_flight.saturating_add(self.records.div_ceil(2))
+    }
+}
+
+/// Asks the consumer to commit the offsets stored so far, without waiting.
+pub(super) type AskCommit = Box<dyn Fn() -> KafkaResult<()> + Send>;
+
+/// One partition's uncommitted work, and whether it may take a record.
+pub(super) struct Uncommitted {
+    instance: String,
+    topic: String,
+    partition: i32,
+    /// `None` with `kafka.exactly_once`: no bound.
+    bound: Option<Bound>,
+    /// Offsets taken and not covered by a successful commit, oldest first,
+    /// with when they were taken.
+    taken: VecDeque<(i64, Instant)>,
+    committed: watch::Receiver<Option<i64>>,
+    commits: Arc<Commits>,
+    ask: AskCommit,
+    held: Option<Held>,
+    gauge: UncommittedRecords,
+}
+
+struct Held {
+    since: Instant,
+    reported: bool,
+}
+
+impl Uncommitted {
+    pub(super) fn new(
+        instance: &str,
+        partition: &Partition,
+        bound: Option<Bound>,
+        commits: Arc<Commits>,
+        ask: AskCommit,
+    ) -> Self {
+        Uncommitted {
+            instance: instance.to_string(),
+            topic: partition.0.clone(),
+            partition: partition.1,
+            bound,
+            taken: VecDeque::new(),
+            committed: commits.follow(partition),
+            commits,
+            ask,
+            held: None,
+            gauge: UncommittedRecords::new(instance, &partition.0, partition.1),
+        }
+    }
+
+    /// The worker takes the record at `offset`.
+    pub(super) fn take(&mut self, offset: i64) {
+        if self.bound.is_some() {
+            self.taken.push_back((offset, Instant::now()));
+        }
+    }
+
+    /// Whether the partition must hold (take no record) now. Logs and
+    /// counts when it starts and stops holding; asks for a commit when
+    /// halfway to the bound.
+    pub(super) fn holds(&mut self) -> bool {
+        let Some(bound) = self.bound else {
+            return false;
+        };
+        if let Some(next) = *self.committed.borrow_and_update() {
+            while self.taken.front().is_some_and(|(o, _)| *o < next) {
+                self.taken.pop_front();
+            }
+        }
+        self.gauge.set(self.taken.len());
+        let oldest = self.oldest();
+        let over = self.taken.len() >= bound.hold_at() || oldest >= bound.age;
+        if over || self.taken.len() >= bound.ask_at() || oldest >= bound.age / 2 {
+            self.ask_commit();
+        }
+        match (&mut self.held, over) {
+            (None, true) => {
+                self.held = Some(Held {
+                    since: Instant::now(),
+                    reported: false,
+                });
+                telemetry::PartitionHeld(self.work(bound)).emit();
+            }
+            (Some(h), true) if !h.reported && h.since.elapsed() >= REPORT_HOLD_AFTER => {
+                h.reported = true;
+                telemetry::PartitionStillHeld(self.work(bound)).emit();
+            }
+            (Some(_), false) => {
+                let h = self.held.take().expect("held");
+                telemetry::PartitionResumed {
+                    work: self.work(bound),
+                    held: h.since.elapsed(),
+                    reported: h.reported,
+                }
+                .emit();
+            }
+            _ => {}
+        }
+        over
+    }
+
+    /// Whether records taken are waiting for a commit.
+    pub(super) fn has_work(&self) -> bool {
+        !self.taken.is_empty()
+    }
+
+    /// Returns when a commit moved the partition's committed offset, or,
+    /// while `held`, after [`HOLD_TICK`] at the latest.
+    pub(super) async fn changed(&mut self, held: bool) {
+        if held {
+            tokio::select! {
+                Ok(()) = self.committed.changed() => {}
+                _ = tokio::time::sleep(HOLD_TICK) => {}
+            }
+        } else if self.committed.changed().await.is_err() {
+            // A later worker of the partition follows its commits now; this
+            // one is stopping.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn oldest(&self) -> Duration {
+        self.taken
+            .front()
+            .map_or(Duration::ZERO, |(_, at)| at.elapsed())
+    }
+
+    fn work(&self, bound: Bound) -> UncommittedWork<'_> {
+        UncommittedWork {
+            instance: &self.instance,
+            topic: &self.topic,
+            partition: self.partition,
+            records: self.taken.len(),
+            oldest: self.oldest(),
+            committed: *self.committed.borrow(),
+            max_records: bound.hold_at(),
+            max_age: bound.age,
+        }
+    }
+
+    /// Asks librdkafka to commit the stored offsets now, unless an ask is
+    /// recent.
+    fn ask_commit(&mut self) {
+        if !self.commits.may_ask() {
+            return;
+        }
+        if let Err(e) = (self.ask)() {
+            tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "asking for an offset commit");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    use super::*;
+
+    const TOPIC: &str = "requests";
+
+    struct Setup {
+        commits: Arc<Commits>,
+        asks: Arc<AtomicUsize>,
+        uncommitted: Uncommitted,
+    }
+
+    fn setup(bound: Option<Bound>) -> Setup {
+        let commits = Arc::new(Commits::default());
+        let asks = Arc::new(AtomicUsize::new(0));
+        let counter = asks.clone();
+        let uncommitted = Uncommitted::new(
+            "test",
+            &(TOPIC.to_string(), 0),
+            bound,
+            commits.clone(),
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }),
+        );
+        Setup {
+            commits,
+            asks,
+            uncommitted,
+        }
+    }
+
+    fn bound(records: usize, age: Duration) -> Option<Bound> {
+        Some(Bound {
+            records,
+            in_flight: 0,
+            age,
+        })
+    }
+
+    /// librdkafka reports a commit of `next` for `(topic, partition)`.
+    fn report(commits: &Commits, topic: &str, partition: i32, next: i64, ok: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+            .unwrap();
+        let result = if ok {
+            Ok(())
+        } else {
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::WaitingForCoordinator,
+            ))
+        };
+        commits.reported(&result, &tpl);
+    }
+
+    #[tokio::test]
+    async fn holds_at_the_record_bound_until_a_commit_covers_the_work() {
+        let mut s = setup(bound(3, Duration::from_secs(3600)));
+        for offset in 10..12 {
+            assert!(!s.uncommitted.holds());
+            s.uncommitted.take(offset);
+        }
+        assert!(!s.uncommitted.holds(), "two taken, bound three");
+        s.uncommitted.take(12);
+        assert!(s.uncommitted.holds(), "three taken, none committed");
+        report(&s.commits, TOPIC, 0, 13, false);
+        assert!(s.uncommitted.holds(), "a failed commit moves nothing");
+        report(&s.commits, TOPIC, 1, 13, true);
+        assert!(s.uncommitted.holds(), "another partition's commit");
+        report(&s.commits, TOPIC, 0, 11, true);
+        assert!(!s.uncommitted.holds(), "offset 10 committed: two left");
+        report(&s.commits, TOPIC, 0, 10, true);
+        s.uncommitted.take(13);
+        assert!(
+            s.uncommitted.holds(),
+            "an older commit reported late moves nothing back or forward"
+        );
+        report(&s.commits, TOPIC, 0, 14, true);
+        assert!(!s.uncommitted.holds());
+        assert!(!s.uncommitted.has_work(), "everything taken is committed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holds_when_the_oldest_record_waits_too_long_for_a_commit() {
+        let mut s = setup(bound(1000, Duration::from_secs(5)));
+        s.uncommitted.take(0);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        s.uncommitted.take(1);
+        tokio::time::advance(Duration::from_millis(2900)).await;
+        assert!(!s.uncommitted.holds());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(s.uncommitted.holds(), "the oldest was taken 5 s ago");
+        report(&s.commits, TOPIC, 0, 1, true);
+        assert!(!s.uncommitted.holds(), "the oldest left was taken 3 s ago");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn asks_for_a_commit_halfway_and_again_only_once_answered_or_after_a_second() {
+        let mut s = setup(bound(4, Duration::from_secs(3600)));
+        s.uncommitted.take(0);
+        s.uncommitted.holds();
+        assert_eq!(s.asks.load(Ordering::Relaxed), 0, "below half the bound");
+        s.uncommitted.take(1);
+        s.uncommitted.holds();
+        assert_eq!(s.asks.load(Ordering::Relaxed), 1, "half the bound");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        s.uncommitted.holds();
+        assert_eq!(s.asks.load(Ordering::Relaxed), 1, "the ask is unanswered");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        s.uncommitted.holds();
+        assert_eq!(s.asks.load(Ordering::Relaxed), 2, "a second later");
+        report(&s.commits, TOPIC, 0, 0, false);
+        s.uncommitted.holds();
+        assert_eq!(
+            s.asks.load(Ordering::Relaxed),
+            2,
+            "answered, but just asked"
+        );
+        tokio::time::advance(Duration::from_millis(100)).await;
+        s.uncommitted.holds();
+        assert_eq!(s.asks.load(Ordering::Relaxed), 3, "answered, 100 ms later");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_in_flight_come_on_top_of_the_bound_and_asks_are_spaced_per_instance() {
+        let bound = Some(Bound {
+            records: 4,
+            in_flight: 10,
+            age: Duration::from_secs(3600),
+        });
+        let mut s = setup(bound);
+        let counter = s.asks.clone();
+        let mut other = Uncommitted::new(
+            "test",
+            &(TOPIC.to_string(), 1),
+            bound,
+            s.commits.clone(),
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }),
+        );
+        for offset in 0..11 {
+            s.uncommitted.take(offset);
+            other.take(offset);
+        }
+        assert!(!s.uncommitted.holds() && !other.holds());
+        assert_eq!(s.asks.load(Ordering::Relaxed), 0, "11 < 10 + 4 / 2");
+        s.uncommitted.take(11);
+        other.take(11);
+        assert!(!s.uncommitted.holds() && !other.holds());
+        assert_eq!(
+            s.asks.load(Ordering::Relaxed),
+            1,
+            "both halfway: one ask commits both"
+        );
+        for offset in 12..14 {
+            s.uncommitted.take(offset);
+        }
+        assert!(s.uncommitted.holds(), "14 = 10 in flight + 4");
+    }
+
+    #[tokio::test]
+    async fn without_a_bound_nothing_holds() {
+        let mut s = setup(None);
+        for offset in 0..10_000 {
+            s.uncommitted.take(offset);
+        }
+        assert!(!s.uncommitted.holds());
+        assert!(!s.uncommitted.has_work());
+        assert_eq!(s.asks.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_partition_wakes_on_a_commit_or_after_the_tick() {
+        let mut s = setup(bound(1, Duration::from_secs(3600)));
+        s.uncommitted.take(0);
+        assert!(s.uncommitted.holds());
+        let started = Instant::now();
+        s.uncommitted.changed(true).await;
+        assert_eq!(started.elapsed(), HOLD_TICK, "no commit: the tick");
+        let commits = s.commits.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            report(&commits, TOPIC, 0, 1, true);
+        });
+        let started = Instant::now();
+        s.uncommitted.changed(true).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(50), "the commit");
+        assert!(!s.uncommitted.holds());
+    }
+}
