@@ -50,6 +50,7 @@ impl Cluster {
             (topology.commands_topic(), p),
             (topology.replay_topic(), 1),
             (topology.skips_topic(), 1),
+            (topology.audit_topic(), 1),
         ];
         for (_, sf) in topology.control_points() {
             topics.push((topology.stored_topic(&sf.control_point), p));
