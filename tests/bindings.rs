@@ -72,6 +72,8 @@ fn binding(url: &str, timeout: Duration) -> HttpBinding {
         method: "POST".into(),
         timeout,
         headers: BTreeMap::new(),
+        in_flight: 1,
+        ordering: Default::default(),
     }
 }
 

@@ -262,6 +262,23 @@ fn kafka_binding_in_flight_out_of_range_is_an_error_at_its_place() {
 }
 
 #[test]
+fn http_in_flight_needs_key_ordering_and_a_known_ordering() {
+    check(
+        "http_in_flight_ordering.yaml",
+        1,
+        &[
+            Expect(
+                "error",
+                "5:56",
+                "`in_flight` is 8 with `ordering: partition`",
+            ),
+            Expect("error", "9:56", "`in_flight` is 2000; it must be 1 to 1024"),
+            Expect("error", "13:54", "unknown ordering `keys`"),
+        ],
+    );
+}
+
+#[test]
 fn a_redelivery_bound_of_zero_is_an_error_at_its_place() {
     check(
         "limits_uncommitted_invalid.yaml",

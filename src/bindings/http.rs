@@ -101,6 +101,8 @@ struct Endpoint {
     /// The binding's headers plus the default content type.
     headers: HeaderMap,
     client: Client,
+    /// Calls kept out at once per source partition.
+    in_flight: usize,
 }
 
 impl HttpTarget {
@@ -138,7 +140,7 @@ impl HttpTarget {
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST.max(binding.in_flight as usize))
             .tcp_nodelay(true)
             .user_agent(concat!("sfwd/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -151,8 +153,17 @@ impl HttpTarget {
                 timeout: binding.timeout,
                 headers,
                 client,
+                // The binding allows more than one only with `ordering: key`.
+                in_flight: binding.in_flight.max(1) as usize,
             }),
         })
+    }
+
+    /// Calls kept out at once per source partition: more than 1 only with
+    /// `ordering: key`, where a call waits for the one before it of the
+    /// same key.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight
     }
 
     /// Sends one request, once; see the module docs for what is sent and
@@ -621,6 +632,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            in_flight: 1,
+            ordering: Default::default(),
         }
     }
 

@@ -68,6 +68,15 @@ impl Target {
         }
     }
 
+    /// Calls kept out at once per source partition (1: each waits for the
+    /// outcome of the one before).
+    pub fn in_flight(&self) -> usize {
+        match self {
+            Target::Http(t) => t.in_flight(),
+            Target::Kafka(t) => t.in_flight(),
+        }
+    }
+
     /// A short description for logs: `http POST http://…` or `kafka topic`.
     pub fn describe(&self) -> String {
         match self {

@@ -1,8 +1,10 @@
-//! Kafka target calls in flight. A request to a Kafka binding is handed to
-//! the producer without waiting for its delivery report, up to the
-//! binding's `in_flight` per source partition; the reports are settled in
-//! source order, so a request's outputs, and its source offset, still come
-//! after those of every request before it.
+//! Target calls in flight. A request to a Kafka binding is handed to the
+//! producer without waiting for its delivery report, up to the binding's
+//! `in_flight` per source partition; a request to an HTTP binding with
+//! `ordering: key` is called in a task of its own, up to its `in_flight`,
+//! once no call of the same key is out. Outcomes are settled in source
+//! order, so a request's outputs, and its source offset, still come after
+//! those of every request before it.
 //!
 //! A call that failed is settled as if it had been made alone: retried per
 //! the service's policy, then matched against the rules, triggering the
@@ -36,7 +38,10 @@ pub(super) struct Call {
 }
 
 enum CallState {
+    /// A produce, waiting for its delivery report.
     Sent(Delivery),
+    /// An HTTP call running in its own task.
+    Running(tokio::task::JoinHandle<Result<Response, Failure>>),
     Done(Result<Response, Failure>),
     Settled,
 }
@@ -45,10 +50,16 @@ impl Call {
     /// Waits for the call's outcome. Cancel-safe: dropped before the
     /// outcome is in, it leaves the call as it was.
     async fn ready(&mut self) {
-        if let CallState::Sent(delivery) = &mut self.state {
-            let outcome = delivery.outcome().await;
-            self.state = CallState::Done(outcome);
-        }
+        let outcome = match &mut self.state {
+            CallState::Sent(delivery) => delivery.outcome().await,
+            CallState::Running(task) => match task.await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => unreachable!("an HTTP call's task is never cancelled: {e}"),
+            },
+            CallState::Done(_) | CallState::Settled => return,
+        };
+        self.state = CallState::Done(outcome);
     }
 
     /// The outcome, once [`Call::ready`] has returned.
@@ -69,6 +80,12 @@ impl Calls {
         self.0.is_empty()
     }
 
+    /// Whether a call of `key` is out: with `ordering: key`, the next call
+    /// of a key waits for it.
+    fn has_key(&self, key: &Option<Vec<u8>>) -> bool {
+        self.0.iter().any(|c| c.job.request.key == *key)
+    }
+
     /// Waits until the oldest call's outcome is in (forever when there is
     /// none). Cancel-safe.
     pub(super) async fn oldest_ready(&mut self) {
@@ -80,30 +97,38 @@ impl Calls {
 }
 
 impl Worker {
-    /// Sends `job` to its Kafka target and keeps it in flight, settling the
-    /// oldest call first when the binding's `in_flight` is reached.
+    /// Sends `job` to its target and keeps it in flight, settling the
+    /// oldest call first when the binding's `in_flight` is reached (and,
+    /// for HTTP, while a call of the same key is out).
     pub(super) async fn send(
         &mut self,
         job: Job,
         control: Option<(String, ControlPoint)>,
     ) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
-        let Target::Kafka(target) = &ctx.targets[job.service] else {
-            unreachable!("only Kafka targets take requests without waiting")
-        };
-        let sent_at = Instant::now();
-        let state = loop {
-            match target.send(&job.request) {
-                Ok(delivery) => break CallState::Sent(delivery),
-                Err(Sent::Failed(failure)) => break CallState::Done(Err(*failure)),
-                Err(Sent::QueueFull) if self.calls.is_empty() => {
-                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+        let target = &ctx.targets[job.service];
+        let state = match target {
+            Target::Kafka(target) => loop {
+                match target.send(&job.request) {
+                    Ok(delivery) => break CallState::Sent(delivery),
+                    Err(Sent::Failed(failure)) => break CallState::Done(Err(*failure)),
+                    Err(Sent::QueueFull) if self.calls.is_empty() => {
+                        tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                    }
+                    Err(Sent::QueueFull) => {
+                        self.settle_oldest().await?;
+                    }
                 }
-                Err(Sent::QueueFull) => {
+            },
+            Target::Http(target) => {
+                while self.calls.has_key(&job.request.key) {
                     self.settle_oldest().await?;
                 }
+                let (target, request) = (target.clone(), job.request.clone());
+                CallState::Running(tokio::spawn(async move { target.call(&request).await }))
             }
         };
+        let sent_at = Instant::now();
         self.calls.0.push_back(Call {
             job,
             control,

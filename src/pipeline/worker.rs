@@ -15,7 +15,7 @@ use super::route::{header_value, request_id};
 use super::uncommitted::Uncommitted;
 use super::{Context, PipelineContext, PipelineError};
 use crate::bindings::failure::chain_for;
-use crate::bindings::{invoke, Invocation, Request, Response, Target};
+use crate::bindings::{invoke, Invocation, Request, Response};
 use crate::control::{replay_key, Cause, CommandKind, ControlPoint, Mode, Trigger};
 use crate::records::{
     AvroRecord, FailedEvent, FailureReason, Header, SourcePosition, StoredRequest,
@@ -39,9 +39,10 @@ pub(super) struct Job {
 
 impl Job {
     /// Whether its target takes it without waiting for the outcome: an
-    /// async request to a Kafka binding with `in_flight` above 1.
+    /// async request to a binding with `in_flight` above 1 (a Kafka
+    /// binding, or an HTTP binding with `ordering: key`).
     pub(super) fn sends_without_waiting(&self, ctx: &Context) -> bool {
-        !self.sync && matches!(&ctx.targets[self.service], Target::Kafka(t) if t.in_flight() > 1)
+        !self.sync && ctx.targets[self.service].in_flight() > 1
     }
 }
 

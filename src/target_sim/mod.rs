@@ -138,6 +138,9 @@ struct Shared {
     /// The length of `received`, for waiters; written under its lock.
     received_count: watch::Sender<usize>,
     attempts: AtomicU64,
+    /// Requests being answered now, and the most there ever were at once.
+    open: AtomicU64,
+    most_open: AtomicU64,
 }
 
 impl TargetSim {
@@ -168,6 +171,8 @@ impl TargetSim {
                 received: Mutex::new(Vec::new()),
                 received_count: watch::Sender::new(0),
                 attempts: AtomicU64::new(0),
+                open: AtomicU64::new(0),
+                most_open: AtomicU64::new(0),
             }),
         };
         let shown = control_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -276,6 +281,11 @@ impl TargetSim {
     /// not counted).
     pub fn attempts(&self) -> u64 {
         self.shared.attempts.load(Ordering::Relaxed)
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn most_concurrent(&self) -> u64 {
+        self.shared.most_open.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `n` requests have been answered `2xx`; on

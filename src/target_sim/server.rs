@@ -209,6 +209,7 @@ fn control_routes() -> Router<TargetSim> {
 /// A request to the target, answered by the mode it arrives in.
 async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
     sim.shared.attempts.fetch_add(1, Ordering::Relaxed);
+    let _open = Open::enter(&sim);
     let mode = sim.mode();
     let (parts, body) = request.into_parts();
     let body = match read_capped(body, MAX_RECORDED_BODY).await {
@@ -285,6 +286,24 @@ async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
     Json(answer).into_response()
 }
 
+/// A request being answered: counted in `open` until dropped, and in
+/// `most_open` at its peak.
+struct Open<'s>(&'s TargetSim);
+
+impl<'s> Open<'s> {
+    fn enter(sim: &'s TargetSim) -> Open<'s> {
+        let now = sim.shared.open.fetch_add(1, Ordering::Relaxed) + 1;
+        sim.shared.most_open.fetch_max(now, Ordering::Relaxed);
+        Open(sim)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.shared.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Reads a body to its end, keeping its first `cap` bytes.
 async fn read_capped(body: Body, cap: usize) -> Result<Vec<u8>, axum::Error> {
     let mut stream = body.into_data_stream();
@@ -311,6 +330,7 @@ async fn state(State(sim): State<TargetSim>) -> Json<Value> {
         "listening": sim.is_listening(),
         "received": sim.shared.received_count.borrow().to_owned(),
         "attempts": sim.attempts(),
+        "most_concurrent": sim.most_concurrent(),
     }))
 }
 

@@ -140,6 +140,21 @@ pub struct HttpBinding {
     pub method: String,
     pub timeout: Duration,
     pub headers: BTreeMap<String, String>,
+    /// Calls kept out at once per source partition (1: one at a time).
+    pub in_flight: u32,
+    /// What order the calls of a partition keep.
+    pub ordering: Ordering,
+}
+
+/// The order an HTTP binding keeps among a partition's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ordering {
+    /// The partition's order: one call at a time (G4 as written).
+    #[default]
+    Partition,
+    /// Each key's order: calls of different keys overlap, up to
+    /// `in_flight`; a call waits for the one before it with the same key.
+    Key,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostics::{suggest, Diagnostics};
-use super::model::{AutoResume, Interaction, Overload, ReplayPolicy, RetryPolicy};
+use super::model::{AutoResume, Interaction, Ordering, Overload, ReplayPolicy, RetryPolicy};
 use super::yaml::{Loc, Node, Value};
 use crate::rules::ChainMode;
 
@@ -67,6 +67,8 @@ pub enum RawTarget {
         method: String,
         timeout: Duration,
         headers: BTreeMap<String, String>,
+        in_flight: u32,
+        ordering: Ordering,
     },
     Kafka {
         topic: Spanned<String>,
@@ -120,6 +122,8 @@ pub const DEFAULT_KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_KAFKA_IN_FLIGHT: u32 = 1024;
 /// The most a Kafka binding's `in_flight` may be.
 pub const MAX_KAFKA_IN_FLIGHT: u64 = 10_000;
+/// The most an HTTP binding's `in_flight` may be.
+pub const MAX_HTTP_IN_FLIGHT: u64 = 1024;
 
 /// Reads the whole document, reporting every structural problem.
 pub fn read(root: &Node, d: &mut Diagnostics) -> RawTopology {
@@ -340,7 +344,18 @@ impl Reader<'_> {
     }
 
     fn http(&mut self, node: &Node) -> Option<RawTarget> {
-        let f = self.fields(node, "`http`", &["url", "method", "timeout", "headers"])?;
+        let f = self.fields(
+            node,
+            "`http`",
+            &[
+                "url",
+                "method",
+                "timeout",
+                "headers",
+                "in_flight",
+                "ordering",
+            ],
+        )?;
         let url = self.req_string(&f, "url", "`http`")?;
         let method = match self.opt_string(&f, "method") {
             Some(m) => {
@@ -367,11 +382,55 @@ impl Reader<'_> {
                 }
             }
         }
+        let ordering = match self.opt_string(&f, "ordering") {
+            None => Ordering::Partition,
+            Some(o) => match o.value.as_str() {
+                "partition" => Ordering::Partition,
+                "key" => Ordering::Key,
+                other => {
+                    self.d
+                        .error(o.loc, format!("unknown ordering `{other}`"))
+                        .hint("`partition` (one call at a time, the partition's order) or `key` (each key's order, keys overlap)");
+                    Ordering::Partition
+                }
+            },
+        };
+        let in_flight = match f.get("in_flight").and_then(|n| self.uint(n)) {
+            Some(n) if n.value == 0 || n.value > MAX_HTTP_IN_FLIGHT => {
+                self.d
+                    .error(
+                        n.loc,
+                        format!(
+                            "`in_flight` is {}; it must be 1 to {MAX_HTTP_IN_FLIGHT}",
+                            n.value
+                        ),
+                    )
+                    .hint("the calls kept out at once per source partition; the default is 1");
+                1
+            }
+            Some(n) if n.value > 1 && ordering == Ordering::Partition => {
+                self.d
+                    .error(
+                        n.loc,
+                        format!(
+                            "`in_flight` is {} with `ordering: partition`: an HTTP target gets a \
+                             partition's requests one at a time, in the order consumed",
+                            n.value
+                        ),
+                    )
+                    .hint("set `ordering: key` to overlap the calls of different keys (each key keeps its order)");
+                1
+            }
+            Some(n) => n.value as u32,
+            None => 1,
+        };
         Some(RawTarget::Http {
             url,
             method,
             timeout,
             headers,
+            in_flight,
+            ordering,
         })
     }
 

@@ -396,6 +396,8 @@ fn binding(
             method,
             timeout,
             headers,
+            in_flight,
+            ordering,
         } => {
             if !(url.value.starts_with("http://") || url.value.starts_with("https://"))
                 || url
@@ -421,6 +423,8 @@ fn binding(
                 method: method.clone(),
                 timeout: *timeout,
                 headers: headers.clone(),
+                in_flight: *in_flight,
+                ordering: *ordering,
             }))
         }
         RawTarget::Kafka {

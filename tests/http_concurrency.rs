@@ -1,0 +1,155 @@
+//! An HTTP target with `ordering: key` and calls in flight, against the
+//! real broker: calls of different keys overlap, each key keeps its order,
+//! and an outage with many calls out still gives one failed event and
+//! stores the rest in order.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::app::{decode_failed, decode_stored, operator, read_async, start_target, App};
+use sfwd::control::CommandKind;
+use sfwd::target_sim::{Mode, TargetSim};
+
+/// Keys the requests cycle through.
+const KEYS: usize = 12;
+/// The binding's `in_flight`: more than the keys, so the keys bound it.
+const IN_FLIGHT: usize = 16;
+
+/// One HTTP service over `sim` with `ordering: key`, on a request topic of
+/// one partition.
+fn keyed_app(prefix: &str, sim: &TargetSim) -> App {
+    let url = sim.url("/eis");
+    App::new(prefix, move |name| {
+        format!(
+            r#"
+application: {name}
+kafka: {{ bootstrap: "unused:9092", partitions: 1 }}
+services:
+  eis:
+    binding:
+      http: {{ url: "{url}", timeout: 2s, in_flight: {IN_FLIGHT}, ordering: key }}
+      interaction: async
+    store_and_forward:
+      control_point: Eis
+    interfaces:
+      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
+"#
+        )
+    })
+}
+
+/// Produces requests `from..from + n` with key `k<i mod KEYS>` to the one
+/// partition; returns their ids (`topic/0/offset`) in order.
+async fn produce_keyed(app: &App, from: usize, n: usize) -> Vec<String> {
+    let producer = common::producer();
+    let topic = app.topic("get");
+    let mut ids = Vec::new();
+    for i in from..from + n {
+        let key = format!("k{}", i % KEYS);
+        let value = format!("{{\"n\":{i}}}");
+        let (p, o) = common::produce(
+            &producer,
+            &topic,
+            Some(0),
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            &[],
+        )
+        .await;
+        ids.push(format!("{topic}/{p}/{o}"));
+    }
+    ids
+}
+
+/// The offsets each key's requests reached `sim` in, by key.
+fn arrivals_by_key(sim: &TargetSim) -> HashMap<String, Vec<i64>> {
+    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in sim.received() {
+        let id = r.request_id.expect("request id header");
+        let offset = id.rsplit('/').next().unwrap().parse().unwrap();
+        out.entry(r.key.expect("key header"))
+            .or_default()
+            .push(offset);
+    }
+    out
+}
+
+/// Every key's offsets, in the order produced.
+fn produced_by_key(ids: &[String], from: usize) -> HashMap<String, Vec<i64>> {
+    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        let offset = id.rsplit('/').next().unwrap().parse().unwrap();
+        out.entry(format!("k{}", (from + i) % KEYS))
+            .or_default()
+            .push(offset);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_of_different_keys_overlap_and_each_key_keeps_its_order() {
+    let sim = common::app::start_target().await;
+    sim.set_mode(Mode::Slow {
+        delay: Duration::from_millis(40),
+    });
+    let app = keyed_app("http-keyed", &sim);
+    common::create_topics(&[(&app.topic("get"), 1)]).await;
+    let ids = produce_keyed(&app, 0, 240).await;
+    let _a = app.start_assigned("a");
+
+    sim.wait_for(240, Duration::from_secs(120))
+        .await
+        .expect("every request reaches the target");
+    assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
+    assert_eq!(
+        arrivals_by_key(&sim),
+        produced_by_key(&ids, 0),
+        "each key's requests in the order consumed"
+    );
+    let most = sim.most_concurrent();
+    assert!(
+        (2..=KEYS as u64).contains(&most),
+        "calls overlapped, at most one per key: {most} at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_rest_in_order() {
+    let sim = start_target().await;
+    let app = keyed_app("http-keyed-outage", &sim);
+    common::create_topics(&[(&app.topic("get"), 1)]).await;
+    let _a = app.start_assigned("a");
+
+    sim.set_mode(Mode::Unavailable);
+    let ids = produce_keyed(&app, 0, 60).await;
+    let failed = decode_failed(&read_async(app.topic("failed"), 1, 60).await);
+    let stored = decode_stored(&read_async(app.topic("stored.Eis"), 59, 60).await);
+    // Read again after the 59: nothing more comes.
+    let failed_again = decode_failed(&read_async(app.topic("failed"), 2, 5).await);
+    assert_eq!(failed.len(), 1, "one trigger, however many calls were out");
+    assert_eq!(failed_again.len(), 1);
+    let trigger = failed[0].request_id.clone();
+    assert_eq!(trigger, ids[0], "the oldest call is the trigger");
+    let stored_ids: Vec<String> = stored.iter().map(|s| s.request_id.clone()).collect();
+    assert_eq!(
+        stored_ids,
+        ids[1..],
+        "the rest stored, in the order consumed"
+    );
+
+    sim.set_mode(Mode::Up);
+    operator(&app, "Eis", CommandKind::Forward).await;
+    sim.wait_for(59, Duration::from_secs(60))
+        .await
+        .expect("the stored requests replayed");
+    assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
+    let mut want = produced_by_key(&ids[1..], 1);
+    want.retain(|_, offsets| !offsets.is_empty());
+    assert_eq!(
+        arrivals_by_key(&sim),
+        want,
+        "each key in order after the replay"
+    );
+}
