@@ -40,8 +40,14 @@ services:
     })
 }
 
-/// Produces requests `from..from + n` with key `k<i mod KEYS>` to the one
-/// partition; returns their ids (`topic/0/offset`) in order.
+/// The W3C trace context of request `i`.
+fn traceparent(i: usize) -> String {
+    format!("00-{:032x}-{:016x}-01", i + 1, i + 1)
+}
+
+/// Produces requests `from..from + n` with key `k<i mod KEYS>` and a
+/// `traceparent` to the one partition; returns their ids
+/// (`topic/0/offset`) in order.
 async fn produce_keyed(app: &App, from: usize, n: usize) -> Vec<String> {
     let producer = common::producer();
     let topic = app.topic("get");
@@ -49,13 +55,14 @@ async fn produce_keyed(app: &App, from: usize, n: usize) -> Vec<String> {
     for i in from..from + n {
         let key = format!("k{}", i % KEYS);
         let value = format!("{{\"n\":{i}}}");
+        let trace = traceparent(i);
         let (p, o) = common::produce(
             &producer,
             &topic,
             Some(0),
             Some(key.as_bytes()),
             Some(value.as_bytes()),
-            &[],
+            &[("traceparent", trace.as_bytes())],
         )
         .await;
         ids.push(format!("{topic}/{p}/{o}"));
@@ -120,7 +127,7 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
     let sim = start_target().await;
     let app = keyed_app("http-keyed-outage", &sim);
     common::create_topics(&[(&app.topic("get"), 1)]).await;
-    let _a = app.start_assigned("a");
+    let mut a = app.start_assigned("a");
 
     sim.set_mode(Mode::Unavailable);
     let ids = produce_keyed(&app, 0, 60).await;
@@ -132,6 +139,22 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
     assert_eq!(failed_again.len(), 1);
     let trigger = failed[0].request_id.clone();
     assert_eq!(trigger, ids[0], "the oldest call is the trigger");
+    // Its log lines carry the span of its request, settled on its own.
+    let line = a.wait_for("the trigger's log line", Duration::from_secs(10), |l| {
+        common::process::message(l) == "trigger sent"
+    });
+    let span = &line["span"];
+    assert_eq!(
+        (
+            span["request_id"].as_str(),
+            span["service"].as_str(),
+            span["offset"].as_i64(),
+            span["outcome"].as_str()
+        ),
+        (Some(trigger.as_str()), Some("eis"), Some(0), Some("error")),
+        "{line}"
+    );
+    assert_eq!(line["spans"].as_array().map(Vec::len), Some(1), "{line}");
     let stored_ids: Vec<String> = stored.iter().map(|s| s.request_id.clone()).collect();
     assert_eq!(
         stored_ids,
@@ -152,4 +175,10 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
         want,
         "each key in order after the replay"
     );
+    // The trace context went through the store and the replay.
+    for r in sim.received() {
+        let id = r.request_id.unwrap();
+        let i = ids.iter().position(|x| *x == id).unwrap();
+        assert_eq!(r.traceparent, Some(traceparent(i)), "{id}");
+    }
 }

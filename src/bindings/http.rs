@@ -10,7 +10,12 @@
 //! - the binding's extra headers, and `content-type: application/octet-stream`
 //!   unless those set a content type.
 //!
-//! No other Kafka header is forwarded. The three `sfwd-` headers win over
+//! - the W3C trace context of the record, `traceparent` (when it is a
+//!   valid version-00 value) and `tracestate`, so that the call joins the
+//!   producer's trace; a stored request keeps its headers, so its replay
+//!   carries them too.
+//!
+//! No other Kafka header is forwarded. The `sfwd-` headers win over
 //! binding headers of the same name. Redirects are not followed.
 //!
 //! # Outcomes
@@ -45,6 +50,37 @@ use crate::topology::HttpBinding;
 
 /// Header carrying the record key, when it is text.
 pub const KEY_HEADER: &str = "sfwd-key";
+/// The W3C trace context headers passed on from the record.
+pub const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// The value of the last record header named `name`.
+fn last_header<'r>(request: &'r Request, name: &str) -> Option<&'r [u8]> {
+    request
+        .headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_deref())
+}
+
+/// A version-00 `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, lowercase,
+/// trace and parent ids not all zeros.
+fn valid_traceparent(v: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(v) else {
+        return false;
+    };
+    let parts: Vec<&str> = text.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    matches!(parts[..], [version, trace, parent, flags]
+        if version == "00" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2)
+            && nonzero(trace) && nonzero(parent))
+}
 /// Content type sent when the binding's headers set none.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// Most bytes of an error answer's body kept (the body chain limit).
@@ -245,6 +281,16 @@ impl HttpTarget {
             .and_then(|v| reqwest::header::HeaderValue::from_bytes(v).ok())
         {
             headers.insert(crate::failed::RESUBMITTED_FROM_HEADER, from);
+        }
+        if let Some(parent) = last_header(request, TRACEPARENT).filter(|v| valid_traceparent(v)) {
+            if let Ok(value) = HeaderValue::from_bytes(parent) {
+                headers.insert(TRACEPARENT, value);
+                if let Some(state) =
+                    last_header(request, TRACESTATE).and_then(|v| HeaderValue::from_bytes(v).ok())
+                {
+                    headers.insert(TRACESTATE, state);
+                }
+            }
         }
         if request
             .headers
@@ -615,6 +661,47 @@ mod tests {
         assert!(key_header_value(b"caf\xc3\xa9").is_some());
         assert!(key_header_value(b"\xff\xfe").is_none());
         assert!(key_header_value(b"line\nbreak").is_none());
+    }
+
+    #[test]
+    fn trace_context_is_passed_on_when_valid() {
+        let t = HttpTarget::new(&binding("http://t/x", &[])).unwrap();
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let with = |headers: Vec<(&str, &str)>| Request {
+            request_id: "t/0/1".into(),
+            service: "s".into(),
+            interface: "I".into(),
+            operation: "op".into(),
+            key: None,
+            value: None,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Some(v.as_bytes().to_vec())))
+                .collect(),
+        };
+        let sent = t.request_headers(&with(vec![
+            (
+                "traceparent",
+                "00-00000000000000000000000000000001-0000000000000001-00",
+            ),
+            ("traceparent", parent),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ]));
+        assert_eq!(sent.get("traceparent").unwrap(), parent, "the last one");
+        assert_eq!(sent.get("tracestate").unwrap(), "congo=t61rcWkgMzE");
+        for bad in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            let sent = t.request_headers(&with(vec![("traceparent", bad), ("tracestate", "a=b")]));
+            assert!(sent.get("traceparent").is_none(), "{bad}");
+            assert!(
+                sent.get("tracestate").is_none(),
+                "no state without a parent"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::bindings::failure::Failure;
 use crate::bindings::{retry_after, Delivery, Invocation, Response, Sent, Target};
 use crate::control::ControlPoint;
 use crate::telemetry;
+use tracing::Instrument as _;
 
 /// How long a send waits when the producer's queue is full and this
 /// partition has nothing of its own in flight to settle first.
@@ -154,9 +155,20 @@ impl Worker {
     /// Waits for the oldest call's outcome and acts on it as on the outcome
     /// of a call made alone.
     pub(super) async fn settle_oldest(&mut self) -> Result<(), PipelineError> {
-        let Some(mut call) = self.calls.0.pop_front() else {
+        let Some(call) = self.calls.0.pop_front() else {
             return Ok(());
         };
+        // Settled while another request is in hand: under its own span.
+        let span = super::worker::request_span(
+            &call.job.source.topic,
+            call.job.source.partition,
+            call.job.offset,
+            Some(&call.job.request),
+        );
+        self.settle(call).instrument(span).await
+    }
+
+    async fn settle(&mut self, mut call: Call) -> Result<(), PipelineError> {
         call.ready().await;
         let result = call.outcome();
         let Call {

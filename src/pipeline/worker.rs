@@ -24,6 +24,7 @@ use crate::rules::{ExceptionChain, MatchReport};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 use crate::topology::{REPLY_TO_HEADER, REQUEST_ID_HEADER};
+use tracing::Instrument as _;
 
 /// A live request on its way through a partition.
 pub(super) struct Job {
@@ -44,6 +45,31 @@ impl Job {
     pub(super) fn sends_without_waiting(&self, ctx: &Context) -> bool {
         !self.sync && ctx.targets[self.service].in_flight() > 1
     }
+}
+
+/// The span of one live request: its source position, and, once known,
+/// its id, service and the outcome of its call (`ok`, `error`).
+pub(super) fn request_span(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    request: Option<&Request>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "request",
+        topic = %topic,
+        partition,
+        offset,
+        request_id = tracing::field::Empty,
+        service = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    if let Some(r) = request {
+        span.record("request_id", r.request_id.as_str());
+        span.record("service", r.service.as_str());
+    }
+    span
 }
 
 /// Where a request stands after its outcome was handled.
@@ -140,7 +166,8 @@ impl Worker {
                 message = rx.recv(), if !held => match message {
                     Some(m) => {
                         self.uncommitted.take(m.offset());
-                        self.process(m).await?
+                        let span = request_span(&self.topic, self.partition, m.offset(), None);
+                        self.process(m).instrument(span).await?
                     }
                     None => break,
                 },
@@ -170,6 +197,7 @@ impl Worker {
         let offset = m.offset();
         let headers = owned_headers(&m);
         let request_id = request_id(&headers, &self.topic, self.partition, offset);
+        tracing::Span::current().record("request_id", request_id.as_str());
         let key = m.key().map(<[u8]>::to_vec);
         let value = m.payload().map(<[u8]>::to_vec);
         let source = SourcePosition {
@@ -219,6 +247,7 @@ impl Worker {
             }
         };
         let service = &ctx.topology.services[route.service];
+        tracing::Span::current().record("service", service.name.as_str());
         let job = Job {
             offset,
             service: route.service,

@@ -96,6 +96,8 @@ pub struct Received {
     pub operation: Option<String>,
     /// The `sfwd-key` header.
     pub key: Option<String>,
+    /// The W3C `traceparent` header.
+    pub traceparent: Option<String>,
     /// The request carried `sfwd-redelivery` (it may have arrived before).
     pub redelivery: bool,
     /// The request method, e.g. `POST`.

@@ -270,6 +270,7 @@ async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
         request_id: header_text(&parts.headers, REQUEST_ID_HEADER),
         operation: header_text(&parts.headers, OPERATION_HEADER),
         key: header_text(&parts.headers, KEY_HEADER),
+        traceparent: header_text(&parts.headers, "traceparent"),
         redelivery: parts
             .headers
             .contains_key(crate::bindings::REDELIVERY_HEADER),

@@ -88,6 +88,12 @@ impl<'a> TargetCall<'a> {
 
     /// The invocation of a live request ended.
     pub fn end(self, invocation: &Invocation, sync: bool) {
+        let outcome = if invocation.result.is_ok() {
+            "ok"
+        } else {
+            "error"
+        };
+        tracing::Span::current().record("outcome", outcome);
         RequestInvoked {
             instance: self.instance,
             request: self.request,
