@@ -182,3 +182,50 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
         assert_eq!(r.traceparent, Some(traceparent(i)), "{id}");
     }
 }
+
+/// The `sfwd_in_flight_limit` of the one partition, from `/metrics`.
+async fn limit_now(base: &str) -> f64 {
+    let (_, text) = common::admin::get(&format!("{base}/metrics")).await;
+    common::admin::metric(&text, "sfwd_in_flight_limit", &[("partition", "0")])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_adaptive_limit_grows_while_the_target_is_fast_and_shrinks_when_it_slows() {
+    let sim = start_target().await;
+    sim.set_mode(Mode::Slow {
+        delay: Duration::from_millis(20),
+    });
+    let app = keyed_app("http-keyed-adaptive", &sim);
+    common::create_topics(&[(&app.topic("get"), 1)]).await;
+    let (_a, base) = app.start_with_admin("a");
+
+    produce_keyed(&app, 0, 300).await;
+    sim.wait_for(300, Duration::from_secs(120))
+        .await
+        .expect("the fast phase delivered");
+    let fast = limit_now(&base).await;
+    assert!(
+        fast >= 8.0 && fast <= IN_FLIGHT as f64,
+        "fast answers raise the limit towards in_flight ({IN_FLIGHT}): {fast}"
+    );
+
+    // The target now takes 20 times longer: the limit comes down.
+    sim.set_mode(Mode::Slow {
+        delay: Duration::from_millis(400),
+    });
+    produce_keyed(&app, 300, 36).await;
+    sim.wait_for(336, Duration::from_secs(120))
+        .await
+        .expect("the slow phase delivered");
+    let slow = limit_now(&base).await;
+    eprintln!("sfwd_in_flight_limit: {fast} while fast, {slow} after slowing");
+    assert!(
+        slow <= fast / 2.0,
+        "a slower target lowers the limit: {fast} → {slow}"
+    );
+    assert_eq!(
+        arrivals_by_key(&sim),
+        produced_by_key(&(0..336).map(|i| format!("x/0/{i}")).collect::<Vec<_>>(), 0),
+        "each key still in order"
+    );
+}

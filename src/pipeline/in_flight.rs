@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::limit::{Limit, Sample};
 use super::worker::{Flow, Job, Worker};
 use super::PipelineError;
 use crate::bindings::failure::Failure;
@@ -74,23 +75,34 @@ impl Call {
 
 /// Calls of one partition, oldest first.
 #[derive(Default)]
-pub(super) struct Calls(VecDeque<Call>);
+pub(super) struct Calls {
+    out: VecDeque<Call>,
+    /// The adaptive limit of an HTTP target's calls ([`Limit`]), from its
+    /// first call on.
+    adaptive: Option<Adaptive>,
+}
+
+/// An adaptive limit and the gauge that shows it.
+struct Adaptive {
+    limit: Limit,
+    gauge: telemetry::InFlightLimit,
+}
 
 impl Calls {
     pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.out.is_empty()
     }
 
     /// Whether a call of `key` is out: with `ordering: key`, the next call
     /// of a key waits for it.
     fn has_key(&self, key: &Option<Vec<u8>>) -> bool {
-        self.0.iter().any(|c| c.job.request.key == *key)
+        self.out.iter().any(|c| c.job.request.key == *key)
     }
 
     /// Waits until the oldest call's outcome is in (forever when there is
     /// none). Cancel-safe.
     pub(super) async fn oldest_ready(&mut self) {
-        match self.0.front_mut() {
+        match self.out.front_mut() {
             Some(call) => call.ready().await,
             None => std::future::pending().await,
         }
@@ -130,13 +142,27 @@ impl Worker {
             }
         };
         let sent_at = Instant::now();
-        self.calls.0.push_back(Call {
+        self.calls.out.push_back(Call {
             job,
             control,
             sent_at,
             state,
         });
-        while self.calls.0.len() >= target.in_flight() {
+        let limit = match (target, &mut self.calls.adaptive) {
+            (Target::Kafka(k), _) => k.in_flight(),
+            (Target::Http(h), adaptive) => adaptive
+                .get_or_insert_with(|| Adaptive {
+                    limit: Limit::new(h.in_flight()),
+                    gauge: telemetry::InFlightLimit::new(
+                        &ctx.instance,
+                        &self.topic,
+                        self.partition,
+                    ),
+                })
+                .limit
+                .current(),
+        };
+        while self.calls.out.len() >= limit {
             self.settle_oldest().await?;
         }
         Ok(())
@@ -155,7 +181,7 @@ impl Worker {
     /// Waits for the oldest call's outcome and acts on it as on the outcome
     /// of a call made alone.
     pub(super) async fn settle_oldest(&mut self) -> Result<(), PipelineError> {
-        let Some(call) = self.calls.0.pop_front() else {
+        let Some(call) = self.calls.out.pop_front() else {
             return Ok(());
         };
         // Settled while another request is in hand: under its own span.
@@ -171,6 +197,13 @@ impl Worker {
     async fn settle(&mut self, mut call: Call) -> Result<(), PipelineError> {
         call.ready().await;
         let result = call.outcome();
+        if let Some(a) = &mut self.calls.adaptive {
+            a.limit.observe(match &result {
+                Ok(_) => Sample::Success(call.sent_at.elapsed()),
+                Err(_) => Sample::Failure,
+            });
+            a.gauge.set(a.limit.current());
+        }
         let Call {
             job,
             control,

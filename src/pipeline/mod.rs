@@ -19,6 +19,7 @@
 //! taking records while offset commits fail, past the redelivery bound.
 
 mod in_flight;
+pub mod limit;
 mod outputs;
 mod pacer;
 mod readers;

@@ -620,6 +620,28 @@ impl UncommittedRecords {
     }
 }
 
+/// The adaptive limit on an HTTP target's calls in flight from one source
+/// partition: a handle on the gauge.
+#[derive(Debug, Clone)]
+pub struct InFlightLimit(metrics::Gauge);
+
+impl InFlightLimit {
+    /// The gauge of `topic`/`partition`.
+    pub fn new(instance: &str, topic: &str, partition: i32) -> Self {
+        InFlightLimit(gauge!(
+            names::IN_FLIGHT_LIMIT,
+            "instance_id" => instance.to_string(),
+            "topic" => topic.to_string(),
+            "partition" => partition.to_string(),
+        ))
+    }
+
+    /// Calls the partition may have out now.
+    pub fn set(&self, limit: usize) {
+        self.0.set(limit as f64);
+    }
+}
+
 /// Where a partition stands when it holds or resumes at the redelivery
 /// bound.
 #[derive(Debug)]

@@ -160,6 +160,11 @@ fn describe() {
         Unit::Count,
         "Records of a request partition taken and not yet covered by a successful offset commit"
     );
+    describe_gauge!(
+        IN_FLIGHT_LIMIT,
+        Unit::Count,
+        "Calls to an HTTP target with ordering: key that a request partition may have out now (adaptive)"
+    );
     describe_counter!(
         UNCOMMITTED_HOLDS_TOTAL,
         Unit::Count,

@@ -65,6 +65,12 @@ pub const KAFKA_CONSUMER_LAG: &str = "sfwd_kafka_consumer_lag";
 /// Labels: `topic`, `partition`.
 pub const UNCOMMITTED_RECORDS: &str = "sfwd_uncommitted_records";
 
+/// Gauge. The adaptive limit on calls in flight to an HTTP target with
+/// `ordering: key`, per source partition: between 1 and the binding's
+/// `in_flight`, growing while calls answer fast, shrinking when they slow
+/// down or fail. Labels: `topic`, `partition`.
+pub const IN_FLIGHT_LIMIT: &str = "sfwd_in_flight_limit";
+
 /// Counter. Times a request topic partition stopped taking records at the
 /// redelivery bound (`limits.max_uncommitted_records` or
 /// `limits.max_uncommitted_age`) until an offset commit succeeded. Labels:
