@@ -260,6 +260,11 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
                     .set("max.in.flight.requests.per.connection", "5");
                 c
             }),
+            source_partitions: topology
+                .services
+                .iter()
+                .map(|s| s.source_partitions(&topics.request_partitions).len())
+                .collect(),
             topology: topology.clone(),
             replays,
         });

@@ -74,6 +74,7 @@ fn binding(url: &str, timeout: Duration) -> HttpBinding {
         headers: BTreeMap::new(),
         in_flight: 1,
         ordering: Default::default(),
+        rate: None,
     }
 }
 

@@ -20,16 +20,23 @@ const IN_FLIGHT: usize = 16;
 /// One HTTP service over `sim` with `ordering: key`, on a request topic of
 /// one partition.
 fn keyed_app(prefix: &str, sim: &TargetSim) -> App {
+    keyed_app_with(prefix, sim, 1, "")
+}
+
+/// [`keyed_app`] with `partitions` per topic and `extra` settings of the
+/// binding (e.g. `rate: 50/s`).
+fn keyed_app_with(prefix: &str, sim: &TargetSim, partitions: i32, extra: &str) -> App {
     let url = sim.url("/eis");
+    let extra = extra.to_string();
     App::new(prefix, move |name| {
         format!(
             r#"
 application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: 1 }}
+kafka: {{ bootstrap: "unused:9092", partitions: {partitions} }}
 services:
   eis:
     binding:
-      http: {{ url: "{url}", timeout: 2s, in_flight: {IN_FLIGHT}, ordering: key }}
+      http: {{ url: "{url}", timeout: 2s, in_flight: {IN_FLIGHT}, ordering: key, {extra} }}
       interaction: async
     store_and_forward:
       control_point: Eis
@@ -228,4 +235,36 @@ async fn the_adaptive_limit_grows_while_the_target_is_fast_and_shrinks_when_it_s
         produced_by_key(&(0..336).map(|i| format!("x/0/{i}")).collect::<Vec<_>>(), 0),
         "each key still in order"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_cap_holds_the_calls_of_every_partition_together_to_it() {
+    let sim = start_target().await;
+    let app = keyed_app_with("http-keyed-rate", &sim, 3, "rate: 50/s");
+    common::create_topics(&[(&app.topic("get"), 3)]).await;
+    let producer = common::producer();
+    for i in 0..300usize {
+        let key = format!("k{}", i % KEYS);
+        common::produce(
+            &producer,
+            &app.topic("get"),
+            Some((i % 3) as i32),
+            Some(key.as_bytes()),
+            Some(b"{}"),
+            &[],
+        )
+        .await;
+    }
+    let _a = app.start_assigned("a");
+    sim.wait_for(300, Duration::from_secs(120))
+        .await
+        .expect("every request reaches the target");
+    let times: Vec<_> = sim.received().iter().map(|r| r.at).collect();
+    let busiest = common::app::busiest_window(&times, Duration::from_secs(2));
+    eprintln!("rate 50/s over 3 partitions: busiest 2 s window {busiest} calls");
+    assert!(
+        busiest <= 110,
+        "{busiest} calls within 2 s: above 50/s by more than 10%"
+    );
+    assert!(sim.duplicates().is_empty());
 }

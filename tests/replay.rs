@@ -265,21 +265,6 @@ fn control_status(app: &App) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
-/// The most requests that arrived within any window of `width`.
-fn busiest_window(times: &[SystemTime], width: Duration) -> usize {
-    let mut times = times.to_vec();
-    times.sort();
-    let mut best = 0;
-    let mut start = 0;
-    for end in 0..times.len() {
-        while times[end].duration_since(times[start]).unwrap() > width {
-            start += 1;
-        }
-        best = best.max(end - start + 1);
-    }
-    best
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paced_replay_stays_within_its_cluster_wide_rate() {
     let sim = start_target().await;

@@ -139,6 +139,8 @@ struct Endpoint {
     client: Client,
     /// Calls kept out at once per source partition.
     in_flight: usize,
+    /// Cap on live calls per second across the cluster.
+    rate: Option<crate::control::Rate>,
 }
 
 impl HttpTarget {
@@ -191,6 +193,7 @@ impl HttpTarget {
                 client,
                 // The binding allows more than one only with `ordering: key`.
                 in_flight: binding.in_flight.max(1) as usize,
+                rate: binding.rate,
             }),
         })
     }
@@ -200,6 +203,11 @@ impl HttpTarget {
     /// same key.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight
+    }
+
+    /// The binding's cap on live calls per second across the cluster.
+    pub fn rate(&self) -> Option<crate::control::Rate> {
+        self.inner.rate
     }
 
     /// Sends one request, once; see the module docs for what is sent and
@@ -721,6 +729,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             in_flight: 1,
             ordering: Default::default(),
+            rate: None,
         }
     }
 

@@ -137,6 +137,7 @@ impl Worker {
                 while self.calls.has_key(&job.request.key) {
                     self.settle_oldest().await?;
                 }
+                self.throttle(&job).await;
                 let (target, request) = (target.clone(), job.request.clone());
                 CallState::Running(tokio::spawn(async move { target.call(&request).await }))
             }

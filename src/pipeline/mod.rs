@@ -25,6 +25,7 @@ mod pacer;
 mod readers;
 mod replay;
 pub mod route;
+mod throttle;
 mod uncommitted;
 mod worker;
 
@@ -114,6 +115,9 @@ pub struct Context {
     /// Per control point: how it is replayed, and every source partition of
     /// its service (among which its replay rate is split).
     pub replays: HashMap<String, ReplayPlan>,
+    /// By service index: how many source partitions its requests come from
+    /// (among which an HTTP binding's `rate` is split).
+    pub source_partitions: Vec<usize>,
 }
 
 /// How one control point is replayed.
@@ -363,6 +367,7 @@ pub async fn run_pipeline(
             needs_replay: cps.iter().cloned().collect(),
             control_points: cps,
             calls: Default::default(),
+            throttles: Default::default(),
             delivered_ahead: Default::default(),
             uncommitted: uncommitted::Uncommitted::new(
                 &ctx.instance,

@@ -15,7 +15,7 @@ use super::route::{header_value, request_id};
 use super::uncommitted::Uncommitted;
 use super::{Context, PipelineContext, PipelineError};
 use crate::bindings::failure::chain_for;
-use crate::bindings::{invoke, Invocation, Request, Response};
+use crate::bindings::{invoke, Invocation, Request, Response, Target};
 use crate::control::{replay_key, Cause, CommandKind, ControlPoint, Mode, Trigger};
 use crate::records::{
     AvroRecord, FailedEvent, FailureReason, Header, SourcePosition, StoredRequest,
@@ -108,6 +108,8 @@ pub(super) struct Worker {
     /// Records taken past the last successful offset commit, held to the
     /// redelivery bound.
     pub(super) uncommitted: Uncommitted,
+    /// The rate caps of the HTTP bindings this partition calls.
+    pub(super) throttles: super::throttle::Throttles,
     pub(super) stop: Shutdown,
 }
 
@@ -308,6 +310,7 @@ impl Worker {
             if may_send && job.sends_without_waiting(&ctx) {
                 return self.send(job, Some((cp, state))).await;
             }
+            self.throttle(&job).await;
             let request = &job.request;
             let call = telemetry::TargetCall::start(&ctx.instance, request);
             let service = &ctx.topology.services[job.service];
@@ -448,6 +451,16 @@ impl Worker {
         }
     }
 
+    /// Waits for the rate cap of `job`'s HTTP binding, if it has one.
+    pub(super) async fn throttle(&mut self, job: &Job) {
+        if let Target::Http(http) = &self.ctx.targets[job.service] {
+            if let Some(rate) = http.rate() {
+                let partitions = self.ctx.source_partitions[job.service];
+                self.throttles.wait(job.service, rate, partitions).await;
+            }
+        }
+    }
+
     /// A service without store and forward: invoke; failures go to the
     /// failed events.
     async fn forward_plain(&mut self, job: Job) -> Result<(), PipelineError> {
@@ -456,6 +469,7 @@ impl Worker {
             return self.send(job, None).await;
         }
         self.settle_calls().await?;
+        self.throttle(&job).await;
         let call = telemetry::TargetCall::start(&ctx.instance, &job.request);
         let service = &ctx.topology.services[job.service];
         let invocation = invoke(&ctx.targets[job.service], service.retry, &job.request).await;

@@ -144,6 +144,9 @@ pub struct HttpBinding {
     pub in_flight: u32,
     /// What order the calls of a partition keep.
     pub ordering: Ordering,
+    /// Cluster-wide cap on live calls per second, split evenly over the
+    /// source partitions of the service; `None`: no cap.
+    pub rate: Option<crate::control::Rate>,
 }
 
 /// The order an HTTP binding keeps among a partition's calls.

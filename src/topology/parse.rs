@@ -69,6 +69,7 @@ pub enum RawTarget {
         headers: BTreeMap<String, String>,
         in_flight: u32,
         ordering: Ordering,
+        rate: Option<crate::control::Rate>,
     },
     Kafka {
         topic: Spanned<String>,
@@ -354,6 +355,7 @@ impl Reader<'_> {
                 "headers",
                 "in_flight",
                 "ordering",
+                "rate",
             ],
         )?;
         let url = self.req_string(&f, "url", "`http`")?;
@@ -424,6 +426,7 @@ impl Reader<'_> {
             Some(n) => n.value as u32,
             None => 1,
         };
+        let rate = self.opt_string(&f, "rate").and_then(|r| self.rate(&r));
         Some(RawTarget::Http {
             url,
             method,
@@ -431,6 +434,7 @@ impl Reader<'_> {
             headers,
             in_flight,
             ordering,
+            rate,
         })
     }
 
@@ -527,20 +531,23 @@ impl Reader<'_> {
     }
 
     /// `replay: { rate: 200/s, ramp: 30s, on_overload: back-off }`
+    /// A `rate:` value: a cap per second, or `unlimited` (`None`).
+    fn rate(&mut self, r: &Spanned<String>) -> Option<crate::control::Rate> {
+        match r.value.parse::<crate::control::Pace>() {
+            Ok(crate::control::Pace::Rate(rate)) => Some(rate),
+            Ok(crate::control::Pace::Unlimited) => None,
+            Err(e) => {
+                self.d
+                    .error(r.loc, format!("`rate`: {e}"))
+                    .hint("for example `rate: 200/s`; leave it out for no cap");
+                None
+            }
+        }
+    }
+
     fn replay(&mut self, node: &Node) -> Option<ReplayPolicy> {
         let f = self.fields(node, "`replay`", &["rate", "ramp", "on_overload"])?;
-        let rate = self.opt_string(&f, "rate").and_then(|r| {
-            match r.value.parse::<crate::control::Pace>() {
-                Ok(crate::control::Pace::Rate(rate)) => Some(rate),
-                Ok(crate::control::Pace::Unlimited) => None,
-                Err(e) => {
-                    self.d
-                        .error(r.loc, format!("`rate`: {e}"))
-                        .hint("for example `rate: 200/s`; leave it out for no cap");
-                    None
-                }
-            }
-        });
+        let rate = self.opt_string(&f, "rate").and_then(|r| self.rate(&r));
         let ramp = f
             .get("ramp")
             .and_then(|n| self.duration(n))

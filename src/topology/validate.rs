@@ -398,6 +398,7 @@ fn binding(
             headers,
             in_flight,
             ordering,
+            rate,
         } => {
             if !(url.value.starts_with("http://") || url.value.starts_with("https://"))
                 || url
@@ -425,6 +426,7 @@ fn binding(
                 headers: headers.clone(),
                 in_flight: *in_flight,
                 ordering: *ordering,
+                rate: *rate,
             }))
         }
         RawTarget::Kafka {

@@ -343,3 +343,18 @@ pub async fn distinct_stored(app: &App, at_least: usize) -> usize {
         }
     }
 }
+
+/// The most requests that arrived within any window of `width`.
+pub fn busiest_window(times: &[std::time::SystemTime], width: Duration) -> usize {
+    let mut times = times.to_vec();
+    times.sort();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end].duration_since(times[start]).unwrap() > width {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
