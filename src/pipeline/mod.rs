@@ -9,15 +9,19 @@
 //! hand and stop before the revocation completes, so the next owner starts
 //! after what was finished.
 //!
-//! Inside a worker: `worker` routes and checks each record and decides
-//! (store, invoke, fail, trigger); `in_flight` keeps Kafka target calls
-//! out without waiting and settles them in order; `outputs` is the window
+//! Inside a worker: `worker` routes and checks each record and carries out
+//! what [`decide`] says of it (store, invoke, fail, trigger), the same
+//! pure decisions for live and replayed requests; `in_flight` keeps
+//! target calls out without waiting (Kafka produces, HTTP calls with
+//! `ordering: key` under the adaptive [`limit`] and the binding's rate,
+//! `throttle`) and settles them in source order; `outputs` is the window
 //! of writes whose acknowledgements move the source offset; `replay`
 //! drains the stored backlog before the next live record, reading it
 //! through the instance's shared `readers` and held to its share of the
 //! control point's rate by `pacer`; `uncommitted` stops the partition from
 //! taking records while offset commits fail, past the redelivery bound.
 
+pub mod decide;
 mod in_flight;
 pub mod limit;
 mod outputs;

@@ -30,8 +30,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
+use super::decide::{self, Called, Origin, Settle, Step as DecideStep};
 use super::pacer::Pacer;
-use super::worker::{Decision, Worker};
+use super::worker::Worker;
 use super::PipelineError;
 use crate::bindings::failure::{chain_for, Failure};
 use crate::bindings::{
@@ -517,68 +518,80 @@ impl Worker {
                 .get(cp)
                 .map(|plan| plan.policy.on_overload)
                 .unwrap_or_default();
-            if let Some(wait) = on_overload.wait_after(&failure) {
-                telemetry::ReplayBackOff {
-                    instance: &ctx.instance,
-                    control_point: cp,
-                    request_id: &request.request_id,
-                    wait,
-                    failure: &failure,
-                }
-                .emit();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.stop.wait() => return Ok(Step::Stop { resume: offset }),
-                }
-                state = ctx.table.get(cp);
-                if state.mode == Mode::Store {
-                    return Ok(Step::Stop { resume: offset });
-                }
-                let call = telemetry::TargetCall::start(&ctx.instance, &request);
-                invocation = invoke(&ctx.targets[service_index], service.retry, &request).await;
-                call.end_replay(&invocation, cp);
-                continue;
-            }
             let chain = chain_for(&failure);
-            let Some(report) = ctx.rule_match(service_index, &request, &chain) else {
-                return self
-                    .fail_replayed(
-                        cp,
-                        record,
-                        FailureReason::ReplayFailed,
-                        format!(
-                            "replayed invocation of {} failed and no rule matched",
-                            ctx.targets[service_index].describe()
-                        ),
-                        chain,
-                        None,
-                        invocation.attempts,
-                    )
-                    .await;
+            let report = ctx.rule_match(service_index, &request, &chain);
+            let called = Called::Failed {
+                matched: report.is_some(),
+                overloaded: on_overload.wait_after(&failure),
             };
-            match self.trigger(cp, &state, &request, &chain, &report).await? {
-                Decision::Designated => {
-                    let detail = format!("this replayed request's failure activated the store of `{cp}` again: {report}");
-                    self.fail_replayed(
-                        cp,
-                        record,
-                        FailureReason::StoreTrigger,
-                        detail,
-                        chain,
-                        Some(report.rule.clone()),
-                        invocation.attempts,
-                    )
-                    .await?;
-                    // Past this record: it is in the failed events now.
-                    return Ok(Step::Stop { resume: offset + 1 });
+            let settle = match decide::after_call(Origin::Replayed, called) {
+                DecideStep::BackOff(wait) => {
+                    telemetry::ReplayBackOff {
+                        instance: &ctx.instance,
+                        control_point: cp,
+                        request_id: &request.request_id,
+                        wait,
+                        failure: &failure,
+                    }
+                    .emit();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.wait() => return Ok(Step::Stop { resume: offset }),
+                    }
+                    state = ctx.table.get(cp);
+                    if state.mode == Mode::Store {
+                        return Ok(Step::Stop { resume: offset });
+                    }
+                    Settle::CallAgain
                 }
-                Decision::Store => return Ok(Step::Stop { resume: offset }),
-                Decision::Retry => {
+                DecideStep::Fail(reason) => {
+                    return self
+                        .fail_replayed(
+                            cp,
+                            record,
+                            reason,
+                            format!(
+                                "replayed invocation of {} failed and no rule matched",
+                                ctx.targets[service_index].describe()
+                            ),
+                            chain,
+                            None,
+                            invocation.attempts,
+                        )
+                        .await;
+                }
+                DecideStep::Trigger => {
+                    let report = report.expect("matched");
+                    let decision = self.trigger(cp, &state, &request, &chain, &report).await?;
+                    let settle = decide::after_trigger(decision);
+                    if settle == Settle::FailAsTrigger {
+                        let detail = format!("this replayed request's failure activated the store of `{cp}` again: {report}");
+                        self.fail_replayed(
+                            cp,
+                            record,
+                            FailureReason::StoreTrigger,
+                            detail,
+                            chain,
+                            Some(report.rule.clone()),
+                            invocation.attempts,
+                        )
+                        .await?;
+                        // Past this record: it is in the failed events now.
+                        return Ok(Step::Stop { resume: offset + 1 });
+                    }
+                    settle
+                }
+                step => unreachable!("{step:?} for a replayed request that failed"),
+            };
+            match settle {
+                Settle::Store => return Ok(Step::Stop { resume: offset }),
+                Settle::CallAgain => {
                     state = ctx.table.get(cp);
                     let call = telemetry::TargetCall::start(&ctx.instance, &request);
                     invocation = invoke(&ctx.targets[service_index], service.retry, &request).await;
                     call.end_replay(&invocation, cp);
                 }
+                Settle::FailAsTrigger => unreachable!("handled above"),
             }
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 
+use super::decide::{self, Before, Called, Decision, Origin, Settle, Step};
 use super::in_flight::Calls;
 use super::outputs::{Output, OutputWindow};
 use super::route::{header_value, request_id};
@@ -77,16 +78,6 @@ pub(super) enum Flow {
     Done,
     /// The control point is forwarding again: invoke once more.
     Retry(Box<Job>),
-}
-
-/// What the single writer decided about a trigger this partition sent.
-pub(super) enum Decision {
-    /// This request activated the store: it goes to the failed events.
-    Designated,
-    /// Another request won, or the control point was already storing.
-    Store,
-    /// The control point is forwarding again: invoke once more.
-    Retry,
 }
 
 pub(super) struct Worker {
@@ -339,41 +330,44 @@ impl Worker {
             source,
             ..
         } = job;
-        if sync {
-            let reply = self.reply(
-                &request,
-                Err(format!(
-                    "control point `{cp}` is storing: the service is unavailable"
-                )),
-            );
-            telemetry::SyncRequestRefused::new(&self.ctx.instance, &request).emit();
-            return Ok(self.window.push(offset, reply).await?);
-        }
-        if let Some(t) = state
+        let recorded = state
             .trigger
             .as_ref()
-            .filter(|t| state.cause == Cause::Trigger && t.request_id == request.request_id)
-        {
-            // This is the activation's trigger, read again after the
-            // instance that sent it stopped before writing it: it goes to
-            // the failed events, never to the stored topic.
-            let event = self.failed_event(
-                &request,
-                Some(cp),
-                FailureReason::StoreTrigger,
-                format!(
-                    "this request's failure activated the store of `{cp}`: rule {}",
-                    t.rule
-                ),
-                source,
-                t.chain.clone(),
-                Some(t.rule.clone()),
-                0,
-            );
-            let out = self.failed_output(&event);
-            return Ok(self.window.push(offset, Some(out)).await?);
+            .filter(|t| state.cause == Cause::Trigger && t.request_id == request.request_id);
+        match decide::before_call(sync, state.is_storing(), recorded.is_some()) {
+            Before::Invoke => unreachable!("`storing` is for a control point that stores"),
+            Before::RefuseSync => {
+                let reply = self.reply(
+                    &request,
+                    Err(format!(
+                        "control point `{cp}` is storing: the service is unavailable"
+                    )),
+                );
+                telemetry::SyncRequestRefused::new(&self.ctx.instance, &request).emit();
+                return Ok(self.window.push(offset, reply).await?);
+            }
+            Before::Store => return self.store(offset, cp, state, request, source).await,
+            Before::FailAsTrigger => {}
         }
-        self.store(offset, cp, state, request, source).await
+        // This is the activation's trigger, read again after the instance
+        // that sent it stopped before writing it: it goes to the failed
+        // events, never to the stored topic.
+        let t = recorded.expect("a recorded trigger");
+        let event = self.failed_event(
+            &request,
+            Some(cp),
+            FailureReason::StoreTrigger,
+            format!(
+                "this request's failure activated the store of `{cp}`: rule {}",
+                t.rule
+            ),
+            source,
+            t.chain.clone(),
+            Some(t.rule.clone()),
+            0,
+        );
+        let out = self.failed_output(&event);
+        Ok(self.window.push(offset, Some(out)).await?)
     }
 
     /// What follows an invocation of a request whose control point was in
@@ -387,67 +381,93 @@ impl Worker {
         invocation: Invocation,
     ) -> Result<Flow, PipelineError> {
         let ctx = self.ctx.clone();
-        let failure = match invocation.result {
-            Ok(response) => {
-                let reply = if job.sync {
-                    self.reply(&job.request, Ok(response))
-                } else {
-                    None
+        let origin = Origin::Live {
+            sync: job.sync,
+            control_point: true,
+        };
+        let (response, chain, report) = match invocation.result {
+            Ok(response) => (Some(response), None, None),
+            Err(f) => {
+                let chain = chain_for(&f);
+                let report = (!job.sync)
+                    .then(|| ctx.rule_match(job.service, &job.request, &chain))
+                    .flatten();
+                (None, Some(chain), report)
+            }
+        };
+        let called = match &response {
+            Some(_) => Called::Answered,
+            None => Called::Failed {
+                matched: report.is_some(),
+                overloaded: None,
+            },
+        };
+        match decide::after_call(origin, called) {
+            Step::Done => {
+                let reply = match (job.sync, response) {
+                    (true, Some(response)) => self.reply(&job.request, Ok(response)),
+                    _ => None,
                 };
                 self.window.push(job.offset, reply).await?;
-                return Ok(Flow::Done);
+                Ok(Flow::Done)
             }
-            Err(f) => f,
-        };
-        let chain = chain_for(&failure);
-        if job.sync {
-            // Sync failures are answered and never trigger the store.
-            let reply = self.reply(&job.request, Err(chain.to_string()));
-            self.window.push(job.offset, reply).await?;
-            return Ok(Flow::Done);
-        }
-        let request = &job.request;
-        let Some(report) = ctx.rule_match(job.service, request, &chain) else {
-            let event = self.failed_event(
-                request,
-                Some(cp),
-                FailureReason::InvocationFailed,
-                format!(
-                    "invocation of {} failed and no rule matched",
-                    ctx.targets[job.service].describe()
-                ),
-                job.source,
-                chain,
-                None,
-                invocation.attempts,
-            );
-            let out = self.failed_output(&event);
-            self.window.push(job.offset, Some(out)).await?;
-            return Ok(Flow::Done);
-        };
-        match self.trigger(cp, state, request, &chain, &report).await? {
-            Decision::Designated => {
+            Step::AnswerError => {
+                let error = chain.unwrap_or_default().to_string();
+                let reply = self.reply(&job.request, Err(error));
+                self.window.push(job.offset, reply).await?;
+                Ok(Flow::Done)
+            }
+            Step::Fail(reason) => {
                 let event = self.failed_event(
-                    request,
+                    &job.request,
                     Some(cp),
-                    FailureReason::StoreTrigger,
-                    format!("this request's failure activated the store of `{cp}`: {report}"),
+                    reason,
+                    format!(
+                        "invocation of {} failed and no rule matched",
+                        ctx.targets[job.service].describe()
+                    ),
                     job.source,
-                    chain,
-                    Some(report.rule.clone()),
+                    chain.unwrap_or_default(),
+                    None,
                     invocation.attempts,
                 );
                 let out = self.failed_output(&event);
                 self.window.push(job.offset, Some(out)).await?;
                 Ok(Flow::Done)
             }
-            Decision::Store => {
-                let now = ctx.table.get(cp);
-                self.store(job.offset, cp, &now, job.request, job.source)
+            Step::Trigger => {
+                let (chain, report) = (chain.unwrap_or_default(), report.expect("matched"));
+                let decision = self
+                    .trigger(cp, state, &job.request, &chain, &report)
                     .await?;
-                Ok(Flow::Done)
+                match decide::after_trigger(decision) {
+                    Settle::FailAsTrigger => {
+                        let event = self.failed_event(
+                            &job.request,
+                            Some(cp),
+                            FailureReason::StoreTrigger,
+                            format!(
+                                "this request's failure activated the store of `{cp}`: {report}"
+                            ),
+                            job.source,
+                            chain,
+                            Some(report.rule.clone()),
+                            invocation.attempts,
+                        );
+                        let out = self.failed_output(&event);
+                        self.window.push(job.offset, Some(out)).await?;
+                        Ok(Flow::Done)
+                    }
+                    Settle::Store => {
+                        let now = ctx.table.get(cp);
+                        self.store(job.offset, cp, &now, job.request, job.source)
+                            .await?;
+                        Ok(Flow::Done)
+                    }
+                    Settle::CallAgain => Ok(Flow::Retry(Box::new(job))),
+                }
             }
-            Decision::Retry => Ok(Flow::Retry(Box::new(job))),
+            Step::BackOff(_) => unreachable!("live calls never back off"),
         }
     }
 
@@ -485,15 +505,26 @@ impl Worker {
     ) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
         let request = &job.request;
-        let output = match invocation.result {
-            Ok(response) if job.sync => self.reply(request, Ok(response)),
-            Ok(_) => None,
-            Err(f) if job.sync => self.reply(request, Err(chain_for(&f).to_string())),
-            Err(f) => {
+        let origin = Origin::Live {
+            sync: job.sync,
+            control_point: false,
+        };
+        let called = match &invocation.result {
+            Ok(_) => Called::Answered,
+            Err(_) => Called::Failed {
+                matched: false,
+                overloaded: None,
+            },
+        };
+        let step = decide::after_call(origin, called);
+        let output = match (step, invocation.result) {
+            (Step::Done, Ok(response)) if job.sync => self.reply(request, Ok(response)),
+            (Step::AnswerError, Err(f)) => self.reply(request, Err(chain_for(&f).to_string())),
+            (Step::Fail(reason), Err(f)) => {
                 let event = self.failed_event(
                     request,
                     None,
-                    FailureReason::InvocationFailed,
+                    reason,
                     format!(
                         "invocation of {} failed",
                         ctx.targets[job.service].describe()
@@ -505,6 +536,7 @@ impl Worker {
                 );
                 Some(self.failed_output(&event))
             }
+            _ => None,
         };
         Ok(self.window.push(job.offset, output).await?)
     }
