@@ -28,6 +28,10 @@
 //!   requests, failed events, control commands and states), from the
 //!   schemas in `schemas/`.
 //!
+//! - [`wire`] names what sfwd puts on the wire besides its records: header
+//!   names, its own topics, positional request ids, the commands topic's
+//!   partitioner.
+//!
 //! Kafka, HTTP and RocksDB sit at the edges and use these modules; nothing
 //! in `rules` or `control::machine` performs I/O.
 
@@ -49,3 +53,4 @@ pub mod stored;
 pub mod target_sim;
 pub mod telemetry;
 pub mod topology;
+pub mod wire;

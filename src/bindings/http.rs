@@ -48,11 +48,8 @@ use super::failure::Failure;
 use super::{Request, Response, OPERATION_HEADER, REQUEST_ID_HEADER};
 use crate::topology::HttpBinding;
 
-/// Header carrying the record key, when it is text.
-pub const KEY_HEADER: &str = "sfwd-key";
-/// The W3C trace context headers passed on from the record.
-pub const TRACEPARENT: &str = "traceparent";
-const TRACESTATE: &str = "tracestate";
+pub use crate::wire::KEY_HEADER;
+use crate::wire::{TRACEPARENT_HEADER as TRACEPARENT, TRACESTATE_HEADER as TRACESTATE};
 
 /// The value of the last record header named `name`.
 fn last_header<'r>(request: &'r Request, name: &str) -> Option<&'r [u8]> {

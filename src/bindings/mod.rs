@@ -19,13 +19,12 @@ use failure::Failure;
 
 /// Header carrying the request id to the target (HTTP and Kafka).
 pub const REQUEST_ID_HEADER: &str = crate::topology::REQUEST_ID_HEADER;
-/// Header carrying `Interface.operation` to the target.
-pub const OPERATION_HEADER: &str = "sfwd-operation";
-/// Header on a replayed request that may have reached the target before
-/// (value `possible`): a replay interrupted by a crash re-delivers the few
+pub use crate::wire::OPERATION_HEADER;
+/// On a replayed request that may have reached the target before (value
+/// `possible`): a replay interrupted by a crash re-delivers the few
 /// requests whose progress was not yet recorded. Targets that must not see
 /// a request twice deduplicate these by request id.
-pub const REDELIVERY_HEADER: &str = "sfwd-redelivery";
+pub use crate::wire::REDELIVERY_HEADER;
 
 /// One request on its way to a target.
 #[derive(Debug, Clone, PartialEq, Eq)]

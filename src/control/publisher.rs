@@ -11,17 +11,7 @@ use super::convert::command_to_record;
 use super::machine::{Command, CommandKind};
 use crate::records::AvroRecord;
 
-/// The commands-topic partition of a control point: FNV-1a of its name, so
-/// that every client, whatever its partitioner, sends a control point's
-/// commands to the same partition, in order.
-pub fn command_partition(control_point: &str, partitions: i32) -> i32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in control_point.bytes() {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    (hash % partitions.max(1) as u32) as i32
-}
+pub use crate::wire::command_partition;
 
 /// Publishes commands on behalf of one instance or operator.
 #[derive(Clone)]

@@ -4,8 +4,7 @@ use crate::pipeline::route::request_id;
 use crate::records::FailedEvent;
 use crate::topology::REQUEST_ID_HEADER;
 
-/// Header on a resubmitted request: the request id it was resubmitted from.
-pub const RESUBMITTED_FROM_HEADER: &str = "sfwd-resubmitted-from";
+pub use crate::wire::RESUBMITTED_FROM_HEADER;
 
 /// The headers of the resubmitted copy of `event`'s request: the original
 /// headers in order (duplicates kept), without any earlier

@@ -327,7 +327,7 @@ pub fn request_id(headers: &Headers, topic: &str, partition: i32, offset: i64) -
         .map(str::trim)
         .filter(|id| !id.is_empty() && id.len() <= 200)
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{topic}/{partition}/{offset}"))
+        .unwrap_or_else(|| crate::wire::positional_id(topic, partition, offset))
 }
 
 /// Values are Avro binary datums of the schema, optionally in single-object

@@ -59,8 +59,7 @@ use tracing::{debug, info};
 
 pub use mode::{Mode, ParseModeError, Schedule, ScheduleError, Step, StepProblem};
 
-/// Header carrying the message key to the target.
-pub const KEY_HEADER: &str = "sfwd-key";
+pub use crate::wire::KEY_HEADER;
 /// Most bytes of a request body kept in a [`Received`].
 pub const MAX_RECORDED_BODY: usize = 1024;
 

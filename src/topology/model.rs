@@ -7,13 +7,9 @@ use std::time::Duration;
 
 use crate::rules::{RuleSet, TypeTree};
 
-/// Header that carries a request's stable id (set by the producer or derived
-/// from its source position).
-pub const REQUEST_ID_HEADER: &str = "sfwd-request-id";
-/// Header naming the topic a synchronous request wants its reply on.
-pub const REPLY_TO_HEADER: &str = "sfwd-reply-to";
-/// Default header that selects the operation on a shared topic.
-pub const DEFAULT_OPERATION_HEADER: &str = "sfwd-operation";
+pub use crate::wire::{
+    OPERATION_HEADER as DEFAULT_OPERATION_HEADER, REPLY_TO_HEADER, REQUEST_ID_HEADER,
+};
 /// Default size limit of one request (key + value + headers).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 /// Default redelivery bound: records a source partition may take past its
@@ -294,43 +290,46 @@ pub struct InputSchema {
 impl Topology {
     /// `<app>.stored.<control point>`
     pub fn stored_topic(&self, control_point: &str) -> String {
-        format!("{}.stored.{}", self.application, control_point)
+        crate::wire::topic(
+            &self.application,
+            &format!("{}.{control_point}", crate::wire::topics::STORED),
+        )
     }
 
     /// `<app>.failed`
     pub fn failed_topic(&self) -> String {
-        format!("{}.failed", self.application)
+        crate::wire::topic(&self.application, crate::wire::topics::FAILED)
     }
 
     /// `<app>.failed-actions`: operators' actions on failed events (compacted).
     pub fn failed_actions_topic(&self) -> String {
-        format!("{}.failed-actions", self.application)
+        crate::wire::topic(&self.application, crate::wire::topics::FAILED_ACTIONS)
     }
 
     /// `<app>.control`: the compacted control-point states.
     pub fn control_topic(&self) -> String {
-        format!("{}.control", self.application)
+        crate::wire::topic(&self.application, crate::wire::topics::CONTROL)
     }
 
     /// `<app>.control-commands`: triggers and operator commands.
     pub fn commands_topic(&self) -> String {
-        format!("{}.control-commands", self.application)
+        crate::wire::topic(&self.application, crate::wire::topics::COMMANDS)
     }
 
     /// `<app>.replay`: replay progress per control point and source partition.
     pub fn replay_topic(&self) -> String {
-        format!("{}.replay", self.application)
+        crate::wire::topic(&self.application, crate::wire::topics::REPLAY)
     }
 
     /// `<app>.audit`: operators' actions and state changes (one partition,
     /// not compacted).
     pub fn audit_topic(&self) -> String {
-        format!("{}.audit", self.application)
+        crate::wire::topic(&self.application, crate::wire::topics::AUDIT)
     }
 
     /// `<app>.skips`: the stored requests operators skipped (compacted).
     pub fn skips_topic(&self) -> String {
-        format!("{}.skips", self.application)
+        crate::wire::topic(&self.application, crate::wire::topics::SKIPS)
     }
 
     /// The index in `services` of the service called `name`.
