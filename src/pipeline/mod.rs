@@ -29,9 +29,11 @@ mod pacer;
 mod readers;
 mod replay;
 pub mod route;
+mod steps;
 mod throttle;
 mod uncommitted;
 mod worker;
+mod writes;
 
 pub use replay::redelivery_bound;
 
