@@ -1,7 +1,8 @@
 //! One source partition, processed in order (SPEC §6): take its records,
 //! decode and check each, then store it or call its target; `steps`
-//! carries out what follows a call, `writes` makes the records that
-//! writes out, `in_flight` keeps calls out, `replay` drains the backlog.
+//! carries out what follows a call, `writes` makes the stored copies,
+//! failed events and replies, `in_flight` keeps calls out, `replay` drains
+//! the backlog.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
