@@ -407,12 +407,13 @@ async fn control_endpoints_switch_modes_and_report() {
     let response = client.get(sim.url("/_sim/state")).send().await.unwrap();
     assert_eq!(
         json_of(response).await,
-        json!({ "mode": "up", "listening": true, "received": 2, "attempts": 3 })
+        json!({ "mode": "up", "listening": true, "received": 2, "attempts": 3, "most_concurrent": 1 })
     );
 
     assert_eq!(post("/_sim/reset").await.unwrap().status(), StatusCode::OK);
     assert!(sim.received().is_empty());
     assert_eq!(sim.attempts(), 0);
+    assert_eq!(sim.most_concurrent(), 0, "reset too");
     let response = client.get(sim.url("/_sim/state")).send().await.unwrap();
     assert_eq!(json_of(response).await["received"], 0);
     sim.shutdown().await;

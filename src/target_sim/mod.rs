@@ -33,7 +33,7 @@
 //!
 //! | endpoint | what it does |
 //! |---|---|
-//! | `GET /_sim/state` | `{"mode":"up","listening":true,"received":3,"attempts":4}` |
+//! | `GET /_sim/state` | `{"mode":"up","listening":true,"received":3,"attempts":4,"most_concurrent":2}`: `most_concurrent` is the most requests it was answering at once |
 //! | `POST /_sim/mode/{mode}` | sets the mode (`up`, `unavailable`, `refuse`, `error500`, `bad-request`, `slow?delay=2s` or `slow:2s`); answers once the listener has followed (closed for `refuse`, bound again otherwise), with `{"mode":…,"previous":…}` |
 //! | `GET /_sim/received` | the request ids received, in order (`null` for a request without one) |
 //! | `GET /_sim/duplicates` | `[{"request_id":…,"count":…}]`, ids received more than once |
@@ -329,6 +329,7 @@ impl TargetSim {
         let mut received = self.lock_received();
         received.clear();
         self.shared.attempts.store(0, Ordering::Relaxed);
+        self.shared.most_open.store(0, Ordering::Relaxed);
         self.shared.received_count.send_replace(0);
         info!("target-sim records reset");
     }
