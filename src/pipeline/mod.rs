@@ -187,6 +187,7 @@ pub struct PipelineContext {
 
 impl ClientContext for PipelineContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        self.commits.observed(&statistics);
         crate::telemetry::ConsumerStatistics::new(&statistics).emit();
     }
 }
@@ -228,6 +229,48 @@ impl ConsumerContext for PipelineContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         self.commits.reported(&result, offsets);
+    }
+}
+
+/// Asks librdkafka to commit the stored offsets now, without waiting, and
+/// to report the result to the consumer context's `commit_callback` as it
+/// reports its periodic commits.
+///
+/// `commit_consumer_state(CommitMode::Async)` would not do: librdkafka
+/// reports an asynchronous `rd_kafka_commit` only to an
+/// `offset_commit_cb`, which rdkafka does not set (it takes commit results
+/// as events of the consumer's queue). Such a commit is silent, and since
+/// the periodic commit leaves out the partitions with nothing new stored,
+/// a partition whose last stored offset it committed never hears of it:
+/// held at the redelivery bound, it waited for ever.
+/// `rd_kafka_commit_queue` on the main queue (forwarded to the consumer's
+/// queue, which the dispatcher polls) reports the commit, success or
+/// failure, per partition, like the periodic ones.
+fn commit_reported<C: ClientContext>(client: &rdkafka::client::Client<C>) -> KafkaResult<()> {
+    use rdkafka::bindings as rdsys;
+    let rk = client.native_ptr();
+    // SAFETY: `rk` is the live consumer handle `client` owns.
+    // `rd_kafka_queue_get_main` returns a new reference to its main queue;
+    // `rd_kafka_commit_queue` copies what it needs (no offsets: the stored
+    // ones), keeps its own reference to the queue for the reply, and with a
+    // queue given returns at once; the reference taken here is then
+    // released.
+    let err = unsafe {
+        let queue = rdsys::rd_kafka_queue_get_main(rk);
+        if queue.is_null() {
+            return Err(KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::InvalidArgument,
+            ));
+        }
+        let err =
+            rdsys::rd_kafka_commit_queue(rk, std::ptr::null(), queue, None, std::ptr::null_mut());
+        rdsys::rd_kafka_queue_destroy(queue);
+        err
+    };
+    if err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(KafkaError::ConsumerCommit(err.into()))
     }
 }
 
@@ -335,7 +378,7 @@ pub async fn run_pipeline(
         let consumer = consumer.clone();
         move || -> uncommitted::AskCommit {
             let consumer = consumer.clone();
-            Box::new(move || consumer.commit_consumer_state(CommitMode::Async))
+            Box::new(move || commit_reported(consumer.client()))
         }
     };
     let spawn = |p: &Partition, handles: &mut HashMap<Partition, Handle>| {
