@@ -297,18 +297,33 @@ impl Uncommitted {
     }
 
     /// Returns when a commit moved the partition's committed offset, or,
-    /// while `held`, after [`HOLD_TICK`] at the latest.
+    /// while `held`, after [`HOLD_TICK`] at the latest; not held with work
+    /// waiting for a commit, when its oldest record is halfway to the age
+    /// bound (time to ask for a commit), and from then on every
+    /// [`HOLD_TICK`] until a commit covers it. So an idle partition's last
+    /// records do not wait for whatever commit comes next: it asks.
     pub(super) async fn changed(&mut self, held: bool) {
-        if held {
+        let wake = if held { Some(HOLD_TICK) } else { self.ask_in() };
+        if let Some(wake) = wake {
             tokio::select! {
                 Ok(()) = self.committed.changed() => {}
-                _ = tokio::time::sleep(HOLD_TICK) => {}
+                _ = tokio::time::sleep(wake) => {}
             }
         } else if self.committed.changed().await.is_err() {
             // A later worker of the partition follows its commits now; this
             // one is stopping.
             std::future::pending::<()>().await;
         }
+    }
+
+    /// With records waiting for a commit, how long until the partition
+    /// asks for one for the age of the oldest ([`HOLD_TICK`] at least).
+    fn ask_in(&self) -> Option<Duration> {
+        let bound = self.bound?;
+        if self.taken.is_empty() {
+            return None;
+        }
+        Some((bound.age / 2).saturating_sub(self.oldest()).max(HOLD_TICK))
     }
 
     fn oldest(&self) -> Duration {
@@ -561,6 +576,31 @@ mod tests {
         s.uncommitted.changed(true).await;
         assert_eq!(started.elapsed(), Duration::from_millis(50));
         assert!(!s.uncommitted.holds());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_partition_with_work_wakes_to_ask_for_a_commit_halfway_to_the_age_bound() {
+        let mut s = setup(bound(1000, Duration::from_secs(10)));
+        s.uncommitted.take(0);
+        assert!(!s.uncommitted.holds());
+        assert_eq!(s.asks.load(Ordering::Relaxed), 0);
+        // Nothing more comes: the worker waits on `changed` alone.
+        let started = Instant::now();
+        s.uncommitted.changed(false).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5), "halfway");
+        assert!(!s.uncommitted.holds());
+        assert_eq!(s.asks.load(Ordering::Relaxed), 1, "it asks");
+        let started = Instant::now();
+        s.uncommitted.changed(false).await;
+        assert_eq!(started.elapsed(), HOLD_TICK, "and again, until committed");
+        report(&s.commits, TOPIC, 0, 1, true);
+        assert!(!s.uncommitted.holds());
+        assert!(!s.uncommitted.has_work());
+        let waiting = tokio::time::timeout(Duration::from_secs(3600), s.uncommitted.changed(false));
+        assert!(
+            waiting.await.is_err(),
+            "without work, only a commit wakes it"
+        );
     }
 
     #[tokio::test]
