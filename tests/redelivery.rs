@@ -2,8 +2,8 @@
 //! stops taking records once its uncommitted work reaches the bound, so a
 //! broker outage repeats at most the bound per partition at the target.
 //!
-//! The test runs a broker of its own, since it kills it (see
-//! `common::broker`).
+//! The first test runs a broker of its own, since it kills it (see
+//! `common::broker`); the second uses the shared test broker.
 
 mod common;
 
@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use common::admin::{get, metric};
-use common::app::{by_partition, start_target, App};
+use common::app::{by_partition, distinct_stored, operator, start_target, App};
 use common::broker::Broker;
+use common::cli::cli_json;
 use common::process::{field, message};
+use sfwd::control::CommandKind;
 use sfwd::target_sim::Mode;
 
 /// Partitions of the request topic.
@@ -157,6 +159,96 @@ services:
         "at most {BOUND} repeats per partition: {} > {bound} ({per_partition:?})",
         repeated.len()
     );
+}
+
+/// With a healthy broker the bound only paces a partition: a large backlog
+/// stored as fast as it comes, under a small bound, is stored whole, and
+/// every partition's uncommitted work drops to nothing once it is.
+///
+/// The periodic commit is a minute apart here, so the partitions move on
+/// the commits they ask for alone: those must tell them what they covered.
+/// (They did not: a partition whose last stored offset was committed at an
+/// ask was left waiting for a report that never came, since the periodic
+/// commit leaves out partitions with nothing new to commit.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_backlog_stored_under_a_small_bound_is_stored_whole() {
+    const REQUESTS: usize = 6_000;
+    let sim = start_target().await;
+    let url = sim.url("/eis");
+    let app = App::new("paced", |name| {
+        format!(
+            r#"
+application: {name}
+kafka:
+  bootstrap: "unused:9092"
+  partitions: {PARTITIONS}
+  properties: {{ "auto.commit.interval.ms": "60000" }}
+limits: {{ max_uncommitted_records: {BOUND} }}
+services:
+  eis:
+    binding:
+      http: {{ url: "{url}", timeout: 5s }}
+      interaction: async
+    store_and_forward: {{ control_point: Eis }}
+    interfaces:
+      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
+"#
+        )
+    });
+    let topic = app.topic("get");
+    common::create_topics(&[(&topic, PARTITIONS)]).await;
+    let (_a, admin) = app.start_with_admin("a");
+    operator(&app, "Eis", CommandKind::Store).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cp = cli_json(&app, &["control", "status"]).await["control_points"][0].clone();
+        if cp["state"] == "STORE" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stores: {cp:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let started = Instant::now();
+    let ids = produce(
+        &common::bootstrap(),
+        &topic,
+        REQUESTS,
+        None,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    assert_eq!(ids.len(), REQUESTS);
+    let stored = distinct_stored(&app, REQUESTS).await;
+    eprintln!(
+        "{stored} of {REQUESTS} requests stored in {:.1} s under a bound of {BOUND} per partition",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(stored, REQUESTS, "every request is stored: none stuck");
+    assert!(sim.received().is_empty(), "nothing reaches the target");
+
+    // Every partition's work is committed soon after: none waits for ever.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = get(&format!("{admin}/metrics")).await;
+        let uncommitted: Vec<f64> = (0..PARTITIONS)
+            .map(|p| {
+                metric(
+                    &metrics,
+                    "sfwd_uncommitted_records",
+                    &[("topic", &topic), ("partition", &p.to_string())],
+                )
+            })
+            .collect();
+        if uncommitted.iter().all(|&n| n == 0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uncommitted records per partition stay at {uncommitted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Produces `n` requests spread over the partitions, `rate` a second or

@@ -187,6 +187,7 @@ pub struct PipelineContext {
 
 impl ClientContext for PipelineContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        self.commits.observed(&statistics);
         crate::telemetry::ConsumerStatistics::new(&statistics).emit();
     }
 }
@@ -228,6 +229,48 @@ impl ConsumerContext for PipelineContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         self.commits.reported(&result, offsets);
+    }
+}
+
+/// Asks librdkafka to commit the stored offsets now, without waiting, and
+/// to report the result to the consumer context's `commit_callback` as it
+/// reports its periodic commits.
+///
+/// `commit_consumer_state(CommitMode::Async)` would not do: librdkafka
+/// reports an asynchronous `rd_kafka_commit` only to an
+/// `offset_commit_cb`, which rdkafka does not set (it takes commit results
+/// as events of the consumer's queue). Such a commit is silent, and since
+/// the periodic commit leaves out the partitions with nothing new stored,
+/// a partition whose last stored offset it committed never hears of it:
+/// held at the redelivery bound, it waited for ever.
+/// `rd_kafka_commit_queue` on the main queue (forwarded to the consumer's
+/// queue, which the dispatcher polls) reports the commit, success or
+/// failure, per partition, like the periodic ones.
+fn commit_reported<C: ClientContext>(client: &rdkafka::client::Client<C>) -> KafkaResult<()> {
+    use rdkafka::bindings as rdsys;
+    let rk = client.native_ptr();
+    // SAFETY: `rk` is the live consumer handle `client` owns.
+    // `rd_kafka_queue_get_main` returns a new reference to its main queue;
+    // `rd_kafka_commit_queue` copies what it needs (no offsets: the stored
+    // ones), keeps its own reference to the queue for the reply, and with a
+    // queue given returns at once; the reference taken here is then
+    // released.
+    let err = unsafe {
+        let queue = rdsys::rd_kafka_queue_get_main(rk);
+        if queue.is_null() {
+            return Err(KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::InvalidArgument,
+            ));
+        }
+        let err =
+            rdsys::rd_kafka_commit_queue(rk, std::ptr::null(), queue, None, std::ptr::null_mut());
+        rdsys::rd_kafka_queue_destroy(queue);
+        err
+    };
+    if err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(KafkaError::ConsumerCommit(err.into()))
     }
 }
 
@@ -335,7 +378,7 @@ pub async fn run_pipeline(
         let consumer = consumer.clone();
         move || -> uncommitted::AskCommit {
             let consumer = consumer.clone();
-            Box::new(move || consumer.commit_consumer_state(CommitMode::Async))
+            Box::new(move || commit_reported(consumer.client()))
         }
     };
     let spawn = |p: &Partition, handles: &mut HashMap<Partition, Handle>| {
@@ -528,4 +571,88 @@ pub async fn run_pipeline(
     }
     consumer.unsubscribe();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Offset;
+
+    use super::*;
+
+    /// A commit report: the result, and each partition's offset.
+    type Report = (KafkaResult<()>, Vec<(i32, Offset)>);
+
+    /// A consumer context that keeps the commit reports.
+    #[derive(Default)]
+    struct Reports(Mutex<Vec<Report>>);
+
+    impl ClientContext for Reports {}
+
+    impl ConsumerContext for Reports {
+        fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+            let offsets = offsets
+                .elements()
+                .iter()
+                .map(|e| (e.partition(), e.offset()))
+                .collect();
+            self.0.lock().unwrap().push((result, offsets));
+        }
+    }
+
+    /// The commit a partition asks for is reported with what it covered,
+    /// as the periodic commits are (here a minute apart, so none comes).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_asked_commit_is_reported_with_the_offsets_it_committed() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("requests", 1, 1).unwrap();
+        let bootstrap = mock.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        for i in 0..3 {
+            let value = i.to_string();
+            producer
+                .send(BaseRecord::<(), _>::to("requests").payload(&value))
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let mut config = crate::kafka::group_consumer_config(
+            ClientConfig::new().set("bootstrap.servers", &bootstrap),
+            "asks",
+            "test",
+        );
+        config.set("auto.commit.interval.ms", "60000");
+        let consumer: StreamConsumer<Reports> =
+            config.create_with_context(Reports::default()).unwrap();
+        consumer.subscribe(&["requests"]).unwrap();
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("a record within 30 s")
+                .unwrap();
+        }
+        // The three records done: the next to read is 3.
+        consumer.store_offset("requests", 0, 2).unwrap();
+        commit_reported(consumer.client()).unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reports = consumer.context().0.lock().unwrap().len();
+            if reports > 0 || Instant::now() > deadline {
+                break;
+            }
+            // Serves the consumer's queue, where the report arrives.
+            let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+        }
+        let reports = std::mem::take(&mut *consumer.context().0.lock().unwrap());
+        assert_eq!(reports.len(), 1, "one report: {reports:?}");
+        let (result, offsets) = &reports[0];
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(offsets, &[(0, Offset::Offset(3))]);
+    }
 }

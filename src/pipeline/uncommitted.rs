@@ -23,6 +23,15 @@
 //! queue and then in the consumer (which the dispatcher pauses): nothing
 //! is skipped.
 //!
+//! Every commit must be heard of: the periodic commit leaves out the
+//! partitions with nothing new stored, so a partition whose last stored
+//! offset went out in a commit nobody reported would wait for ever. The
+//! asks are therefore commits that report like the periodic ones (see
+//! `commit_reported` in the dispatcher), and the consumer's statistics,
+//! which carry librdkafka's own last committed offset of each partition,
+//! move [`Commits`] too ([`Commits::observed`]), should a report still be
+//! missed.
+//!
 //! With `kafka.exactly_once` offsets are committed in each partition's
 //! transactions, and a transaction that cannot commit stops the partition:
 //! there is no bound to keep here.
@@ -88,14 +97,31 @@ impl Commits {
             let (Offset::Offset(next), Ok(())) = (e.offset(), e.error()) else {
                 continue;
             };
-            if let Some(tx) = partitions.get(&(e.topic().to_string(), e.partition())) {
-                tx.send_if_modified(|c| {
-                    let moved = c.is_none_or(|c| next > c);
-                    if moved {
-                        *c = Some(next);
-                    }
-                    moved
-                });
+            advance(&partitions, e.topic(), e.partition(), next);
+        }
+    }
+
+    /// The consumer's statistics: per partition, the offset of its last
+    /// successful commit as librdkafka keeps it. A second way to learn of
+    /// commits, every `statistics.interval.ms`, should a commit's report
+    /// not come: a partition that stores nothing more is left out of the
+    /// later periodic commits, so one missed report would hold it for ever.
+    pub(super) fn observed(&self, statistics: &rdkafka::Statistics) {
+        self.observed_offsets(statistics.topics.iter().flat_map(|(topic, t)| {
+            t.partitions
+                .iter()
+                .map(move |(&partition, p)| (topic.as_str(), partition, p.committed_offset))
+        }));
+    }
+
+    /// [`Commits::observed`]: `(topic, partition, committed offset)`, the
+    /// offset negative where librdkafka knows of no commit.
+    fn observed_offsets<'a>(&self, committed: impl IntoIterator<Item = (&'a str, i32, i64)>) {
+        let partitions = self.partitions.lock().unwrap();
+        for (topic, partition, next) in committed {
+            // -1 is librdkafka's internal partition.
+            if partition >= 0 && next >= 0 {
+                advance(&partitions, topic, partition, next);
             }
         }
     }
@@ -118,6 +144,25 @@ impl Commits {
         }
         *asked = Some((Instant::now(), reports));
         true
+    }
+}
+
+/// Moves `partition`'s committed offset forward to `next`, if it follows
+/// that partition and `next` is ahead.
+fn advance(
+    partitions: &HashMap<Partition, watch::Sender<Option<i64>>>,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) {
+    if let Some(tx) = partitions.get(&(topic.to_string(), partition)) {
+        tx.send_if_modified(|c| {
+            let moved = c.is_none_or(|c| next > c);
+            if moved {
+                *c = Some(next);
+            }
+            moved
+        });
     }
 }
 
@@ -147,7 +192,8 @@ impl Bound {
     }
 }
 
-/// Asks the consumer to commit the offsets stored so far, without waiting.
+/// Asks the consumer to commit the offsets stored so far, without waiting;
+/// the commit is reported to [`Commits::reported`].
 pub(super) type AskCommit = Box<dyn Fn() -> KafkaResult<()> + Send>;
 
 /// One partition's uncommitted work, and whether it may take a record.
@@ -251,18 +297,33 @@ impl Uncommitted {
     }
 
     /// Returns when a commit moved the partition's committed offset, or,
-    /// while `held`, after [`HOLD_TICK`] at the latest.
+    /// while `held`, after [`HOLD_TICK`] at the latest; not held with work
+    /// waiting for a commit, when its oldest record is halfway to the age
+    /// bound (time to ask for a commit), and from then on every
+    /// [`HOLD_TICK`] until a commit covers it. So an idle partition's last
+    /// records do not wait for whatever commit comes next: it asks.
     pub(super) async fn changed(&mut self, held: bool) {
-        if held {
+        let wake = if held { Some(HOLD_TICK) } else { self.ask_in() };
+        if let Some(wake) = wake {
             tokio::select! {
                 Ok(()) = self.committed.changed() => {}
-                _ = tokio::time::sleep(HOLD_TICK) => {}
+                _ = tokio::time::sleep(wake) => {}
             }
         } else if self.committed.changed().await.is_err() {
             // A later worker of the partition follows its commits now; this
             // one is stopping.
             std::future::pending::<()>().await;
         }
+    }
+
+    /// With records waiting for a commit, how long until the partition
+    /// asks for one for the age of the oldest ([`HOLD_TICK`] at least).
+    fn ask_in(&self) -> Option<Duration> {
+        let bound = self.bound?;
+        if self.taken.is_empty() {
+            return None;
+        }
+        Some((bound.age / 2).saturating_sub(self.oldest()).max(HOLD_TICK))
     }
 
     fn oldest(&self) -> Duration {
@@ -462,6 +523,84 @@ mod tests {
             s.uncommitted.take(offset);
         }
         assert!(s.uncommitted.holds(), "14 = 10 in flight + 4");
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_report_never_came_is_learnt_from_the_statistics() {
+        // Held at the bound; the commit that covers the work goes out but
+        // is not reported, and the periodic commits that follow leave the
+        // partition out (nothing new stored): no report will ever come.
+        let mut s = setup(bound(3, Duration::from_secs(3600)));
+        for offset in 10..13 {
+            s.uncommitted.take(offset);
+        }
+        assert!(s.uncommitted.holds(), "three taken, none committed");
+        report(&s.commits, TOPIC, 1, 40, true);
+        assert!(s.uncommitted.holds(), "another partition's commit");
+        // librdkafka's statistics: no commit known (-1001), its internal
+        // partition, another partition, another topic.
+        s.commits.observed_offsets([
+            (TOPIC, 0, -1001),
+            (TOPIC, -1, 13),
+            (TOPIC, 1, 13),
+            ("other", 0, 13),
+        ]);
+        assert!(s.uncommitted.holds(), "nothing known of this partition");
+        s.commits.observed_offsets([(TOPIC, 0, 12)]);
+        assert!(!s.uncommitted.holds(), "offsets 10 and 11 committed");
+        s.commits.observed_offsets([(TOPIC, 0, 13)]);
+        assert!(!s.uncommitted.holds());
+        assert!(!s.uncommitted.has_work(), "everything taken is committed");
+        s.uncommitted.take(13);
+        s.commits.observed_offsets([(TOPIC, 0, 11)]);
+        report(&s.commits, TOPIC, 0, 12, true);
+        s.uncommitted.holds();
+        assert!(
+            s.uncommitted.has_work(),
+            "older commits, observed or reported, move nothing back"
+        );
+        assert_eq!(*s.uncommitted.committed.borrow(), Some(13));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_partition_wakes_when_the_statistics_show_its_commit() {
+        let mut s = setup(bound(1, Duration::from_secs(3600)));
+        s.uncommitted.take(0);
+        assert!(s.uncommitted.holds());
+        let commits = s.commits.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            commits.observed_offsets([(TOPIC, 0, 1)]);
+        });
+        let started = Instant::now();
+        s.uncommitted.changed(true).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        assert!(!s.uncommitted.holds());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_partition_with_work_wakes_to_ask_for_a_commit_halfway_to_the_age_bound() {
+        let mut s = setup(bound(1000, Duration::from_secs(10)));
+        s.uncommitted.take(0);
+        assert!(!s.uncommitted.holds());
+        assert_eq!(s.asks.load(Ordering::Relaxed), 0);
+        // Nothing more comes: the worker waits on `changed` alone.
+        let started = Instant::now();
+        s.uncommitted.changed(false).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5), "halfway");
+        assert!(!s.uncommitted.holds());
+        assert_eq!(s.asks.load(Ordering::Relaxed), 1, "it asks");
+        let started = Instant::now();
+        s.uncommitted.changed(false).await;
+        assert_eq!(started.elapsed(), HOLD_TICK, "and again, until committed");
+        report(&s.commits, TOPIC, 0, 1, true);
+        assert!(!s.uncommitted.holds());
+        assert!(!s.uncommitted.has_work());
+        let waiting = tokio::time::timeout(Duration::from_secs(3600), s.uncommitted.changed(false));
+        assert!(
+            waiting.await.is_err(),
+            "without work, only a commit wakes it"
+        );
     }
 
     #[tokio::test]
