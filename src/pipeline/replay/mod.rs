@@ -139,6 +139,16 @@ impl Worker {
                 progress.now.started_offset = next;
                 progress.now.started_ms = crate::clock::now_ms();
             }
+            if !before.open {
+                // The replay is marked open, and the mark acknowledged,
+                // before its first request goes out: if it is interrupted
+                // before its first progress write, the next one still
+                // knows to flag what may have been delivered.
+                self.send_progress(&mut progress).await?;
+                while let Some(d) = progress.writes.pop_front() {
+                    wait_progress(d).await?;
+                }
+            }
             while next < high {
                 let m = tokio::select! {
                     m = reader.recv() => m,
