@@ -32,8 +32,8 @@ async fn broker_percent() -> Option<f64> {
     Some((after - before) * 100.0 / t0.elapsed().as_secs_f64())
 }
 
-/// A reader of partition 0 of `topic` from its end, with `fetch.wait.max.ms`
-/// of `wait`.
+/// A reader of partition 0 of `topic` (new, empty) from its start, with
+/// `fetch.wait.max.ms` of `wait`.
 fn hop_reader(topic: &str, wait: &str) -> BaseConsumer {
     let mut c = common::client_config();
     c.set("fetch.wait.max.ms", wait);
@@ -42,7 +42,7 @@ fn hop_reader(topic: &str, wait: &str) -> BaseConsumer {
             .create()
             .expect("probe reader");
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, rdkafka::Offset::End)
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
         .expect("offset");
     consumer.assign(&tpl).expect("assign");
     consumer
