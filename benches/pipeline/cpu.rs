@@ -91,13 +91,17 @@ impl Threads {
     pub fn seconds(&self) -> f64 {
         let ticks: u64 = own_threads()
             .into_iter()
-            .filter(|(tid, comm, _)| {
-                !self.before.contains(tid) || comm.starts_with("tokio-runtime")
-            })
+            .filter(|(tid, comm, _)| !self.before.contains(tid) || is_tokio_worker(comm))
             .map(|(_, _, t)| t)
             .sum();
         ticks as f64 / ticks_per_second()
     }
+}
+
+/// tokio's worker threads: `tokio-rt-worker` (`tokio-runtime-worker` in
+/// older versions, cut to 15 characters).
+fn is_tokio_worker(comm: &str) -> bool {
+    comm.starts_with("tokio-rt-worker") || comm.starts_with("tokio-runtime-w")
 }
 
 /// CPU seconds of what a row measures and of the broker, read together.
