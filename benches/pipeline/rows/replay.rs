@@ -183,7 +183,7 @@ impl Run<'_> {
         let live_n = sent.load(Ordering::Relaxed);
         let (to, _) = kafka_io::wait_outputs(&output, &from, backlog + live_n, WAIT);
         let cpu = cpu0.per_thousand(&read(), (backlog + live_n) as i64);
-        memory.loaded(&self.sfwd);
+        memory.loaded(&self.sfwd, "replay");
 
         let outputs = read_outputs(&output, &from, &to);
         let (replayed, live): (Vec<&Output>, Vec<&Output>) = outputs

@@ -47,6 +47,23 @@ enum Side<'a> {
     },
 }
 
+impl Side<'_> {
+    /// What the side's rows are called, for notes.
+    fn name(&self) -> &'static str {
+        match self {
+            Side::Bare { .. } => "bare pipe",
+            Side::Naive { .. } => "naive HTTP loop",
+            Side::Sfwd {
+                output: Some(o), ..
+            } if o.ends_with("stored.Svc") => "store-divert",
+            Side::Sfwd {
+                output: Some(_), ..
+            } => "Kafka pass-through",
+            Side::Sfwd { output: None, .. } => "HTTP pass-through",
+        }
+    }
+}
+
 /// One consumer side, its request topic and what is left in it.
 struct Lane<'a> {
     side: Side<'a>,
@@ -156,7 +173,7 @@ impl Bench<'_> {
         match running {
             Running::Pipe(pipe) => pipe.stop().await,
             Running::Sfwd(mut sfwd) => {
-                memory.loaded(&sfwd);
+                memory.loaded(&sfwd, &format!("{} at {} B", lane.side.name(), self.size));
                 assert!(sfwd.terminate().success(), "sfwd exited with an error");
             }
         }
