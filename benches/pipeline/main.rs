@@ -40,7 +40,10 @@
 //! would take longer than the budget), `SFWD_BENCH_LIVE_RATE`,
 //! `SFWD_BENCH_ACTIVATIONS`, `SFWD_BENCH_PROBES` (samples of the trigger's
 //! floor), `SFWD_BENCH_ROWS` (a comma-separated subset of
-//! `throughput,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file).
+//! `throughput,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file),
+//! `SFWD_BENCH_EXTRA_YAML` (top-level topology lines added to the
+//! benchmark's applications, to measure a setting's effect).
+//! `SFWD_BENCH_BROKER_PID`: the broker's process, for its CPU time.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
