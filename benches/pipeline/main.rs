@@ -18,22 +18,37 @@
 //! answered, sampled every 100 ms. Start-up and group joins are not
 //! counted. Rows are interleaved within each repetition, so that noise from
 //! other work on the machine falls on all of them alike; ratios are of
-//! medians measured in the same run.
+//! medians measured in the same run. Repetitions go on (up to
+//! `SFWD_BENCH_MAX_REPS`) until the bare pipe's last `SFWD_BENCH_REPS`
+//! samples at every size lie within ±15 % of their median; the medians are
+//! of those repetitions, of every row alike.
+//!
+//! CPU per record (see `cpu.rs`): over each window, the CPU time of the
+//! sfwd processes (`/proc/PID/stat`) or of the baseline's threads in this
+//! process (`/proc/self/task/TID/stat`), and of the broker when
+//! `SFWD_BENCH_BROKER_PID` names its process (`./dev bench` does), per
+//! 1,000 records output in the window.
 //!
 //! The broker is `SFWD_TEST_BOOTSTRAP`; `SFWD_BENCH_BROKER` describes it in
 //! the report. Settings (environment): `SFWD_BENCH_RECORDS` (the backlog of
 //! the first, sizing run of a throughput row), `SFWD_BENCH_WARMUP_S`,
 //! `SFWD_BENCH_WINDOW_S`, `SFWD_BENCH_SIZES` (value sizes in bytes, default
-//! `100,1000`), `SFWD_BENCH_REPS`, `SFWD_BENCH_PARTITIONS`,
+//! `100,1000`), `SFWD_BENCH_REPS`, `SFWD_BENCH_MAX_REPS`,
+//! `SFWD_BENCH_PARTITIONS`,
 //! `SFWD_BENCH_BACKLOG` and `SFWD_BENCH_REPLAY_BUDGET_S` (the replay's
 //! backlog, made smaller when a first, small replay shows that draining it
 //! would take longer than the budget), `SFWD_BENCH_LIVE_RATE`,
-//! `SFWD_BENCH_ACTIVATIONS`, `SFWD_BENCH_ROWS` (a comma-separated subset of
-//! `throughput,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file).
+//! `SFWD_BENCH_ACTIVATIONS`, `SFWD_BENCH_PROBES` (samples of the trigger's
+//! floor), `SFWD_BENCH_ROWS` (a comma-separated subset of
+//! `throughput,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file),
+//! `SFWD_BENCH_EXTRA_YAML` (top-level topology lines added to the
+//! benchmark's applications, to measure a setting's effect).
+//! `SFWD_BENCH_BROKER_PID`: the broker's process, for its CPU time.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+mod cpu;
 mod kafka_io;
 mod pipes;
 mod report;
@@ -55,6 +70,9 @@ pub struct Settings {
     pub window: f64,
     /// Repetitions of every throughput row and of the replay.
     pub reps: usize,
+    /// Repetitions of the throughput rows at most, while the bare pipe's
+    /// last `reps` samples spread more than ±15 %.
+    pub max_reps: usize,
     /// Partitions of every request, output and stored topic.
     pub partitions: i32,
     /// Value sizes of the throughput rows, in bytes.
@@ -69,6 +87,8 @@ pub struct Settings {
     pub live_rate: u32,
     /// Activations of the trigger row.
     pub activations: usize,
+    /// Samples of the trigger's floor (two produce→consume hops).
+    pub probes: usize,
     /// Which groups of rows run.
     pub groups: Vec<String>,
     /// Where the JSON report goes.
@@ -116,6 +136,7 @@ impl Settings {
             warmup: secs("SFWD_BENCH_WARMUP_S", 0.5),
             window: secs("SFWD_BENCH_WINDOW_S", 3.0),
             reps: num("SFWD_BENCH_REPS", 3).max(1),
+            max_reps: num("SFWD_BENCH_MAX_REPS", 8).max(num("SFWD_BENCH_REPS", 3).max(1)),
             partitions: num("SFWD_BENCH_PARTITIONS", 12) as i32,
             sizes: std::env::var("SFWD_BENCH_SIZES")
                 .unwrap_or_else(|_| "100,1000".into())
@@ -126,6 +147,7 @@ impl Settings {
             replay_budget: secs("SFWD_BENCH_REPLAY_BUDGET_S", 60.0),
             live_rate: num("SFWD_BENCH_LIVE_RATE", 100) as u32,
             activations: num("SFWD_BENCH_ACTIVATIONS", 20).max(1),
+            probes: num("SFWD_BENCH_PROBES", 30).max(1),
             groups,
             out,
         }

@@ -68,8 +68,8 @@ impl Machine {
 pub enum Goal {
     /// The ratio to the baseline is at least this.
     RatioAtLeast(f64),
-    /// The headline value is at most this.
-    AtMost(f64),
+    /// The ratio to the baseline is at most this.
+    RatioAtMost(f64),
     /// The headline value is below this.
     Below(f64),
     /// The headline value is exactly this.
@@ -80,7 +80,7 @@ impl Goal {
     fn text(&self, unit: &str) -> String {
         match self {
             Goal::RatioAtLeast(r) => format!("≥ {r:.2}×"),
-            Goal::AtMost(v) => format!("≤ {} {unit}", number(*v)),
+            Goal::RatioAtMost(r) => format!("≤ {r:.2}×"),
             Goal::Below(v) => format!("< {} {unit}", number(*v)),
             Goal::Exactly(v) => format!("= {}", number(*v)),
         }
@@ -109,6 +109,95 @@ pub struct Row {
     pub baseline: Option<f64>,
     pub goal: Option<Goal>,
     pub note: Option<String>,
+    /// CPU per record, for throughput and replay rows.
+    pub cpu: Option<Cpu>,
+}
+
+/// CPU milliseconds per 1,000 records (microseconds per record) of what a
+/// row measures (sfwd's processes, or a baseline's threads) and of the
+/// broker, one sample per repetition, with the baseline's medians from the
+/// same run and the highest ratios allowed.
+#[derive(Debug, Clone, Default)]
+pub struct Cpu {
+    pub own: Vec<f64>,
+    pub broker: Vec<f64>,
+    pub own_baseline: Option<f64>,
+    pub broker_baseline: Option<f64>,
+    pub own_goal: Option<f64>,
+    pub broker_goal: Option<f64>,
+}
+
+impl Cpu {
+    pub fn own_median(&self) -> Option<f64> {
+        median(&self.own)
+    }
+
+    pub fn broker_median(&self) -> Option<f64> {
+        median(&self.broker)
+    }
+
+    fn own_ratio(&self) -> Option<f64> {
+        Some(self.own_median()? / self.own_baseline?)
+    }
+
+    fn broker_ratio(&self) -> Option<f64> {
+        Some(self.broker_median()? / self.broker_baseline?)
+    }
+
+    fn own_met(&self) -> Option<bool> {
+        Some(self.own_ratio()? <= self.own_goal?)
+    }
+
+    fn broker_met(&self) -> Option<bool> {
+        Some(self.broker_ratio()? <= self.broker_goal?)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "unit": "CPU ms per 1000 records",
+            "own": {
+                "samples": self.own,
+                "median": self.own_median(),
+                "baseline": self.own_baseline,
+                "ratio": self.own_ratio(),
+                "target_ratio_at_most": self.own_goal,
+                "met": self.own_met(),
+            },
+            "broker": {
+                "samples": self.broker,
+                "median": self.broker_median(),
+                "baseline": self.broker_baseline,
+                "ratio": self.broker_ratio(),
+                "target_ratio_at_most": self.broker_goal,
+                "met": self.broker_met(),
+            },
+        })
+    }
+}
+
+/// One CPU cell: `12.3 (1.20×, ≤ 1.50×: yes)`.
+fn cpu_cell(
+    median: Option<f64>,
+    ratio: Option<f64>,
+    goal: Option<f64>,
+    met: Option<bool>,
+) -> String {
+    let Some(m) = median else {
+        return "–".into();
+    };
+    let value = if m < 100.0 {
+        format!("{m:.1}")
+    } else {
+        number(m)
+    };
+    match (ratio, goal, met) {
+        (Some(r), Some(g), Some(met)) => format!(
+            "{value} ({r:.2}×, ≤ {g:.2}×: {})",
+            if met { "yes" } else { "**no**" }
+        ),
+        (Some(r), _, _) => format!("{value} ({r:.2}×)"),
+        _ => value,
+    }
 }
 
 impl Row {
@@ -124,6 +213,7 @@ impl Row {
             baseline: None,
             goal: None,
             note: None,
+            cpu: None,
         }
     }
 
@@ -135,14 +225,15 @@ impl Row {
         self.headline.or_else(|| self.median())
     }
 
+    /// The headline value (the median, or e.g. a p99) over the baseline.
     pub fn ratio(&self) -> Option<f64> {
-        Some(self.median()? / self.baseline?)
+        Some(self.value()? / self.baseline?)
     }
 
     fn met(&self) -> Option<bool> {
         Some(match self.goal? {
             Goal::RatioAtLeast(r) => self.ratio()? >= r,
-            Goal::AtMost(v) => self.value()? <= v,
+            Goal::RatioAtMost(r) => self.ratio()? <= r,
             Goal::Below(v) => self.value()? < v,
             Goal::Exactly(v) => (self.value()? - v).abs() < 1e-9,
         })
@@ -177,6 +268,7 @@ impl Row {
             "target": self.goal.map(|g| g.text(self.unit)),
             "met": self.met(),
             "note": self.note,
+            "cpu": self.cpu.as_ref().map(Cpu::json),
         })
     }
 }
@@ -246,6 +338,7 @@ impl Report {
             settings: json!({
                 "records_per_run": settings.records,
                 "repetitions": settings.reps,
+                "max_repetitions": settings.max_reps,
                 "partitions": settings.partitions,
                 "sizes_bytes": settings.sizes,
                 "backlog": settings.backlog,
@@ -281,18 +374,23 @@ impl Report {
         }
         out.push_str(&format!(".\nBroker: {}.\n\n", self.broker));
         out.push_str(
-            "| # | measure | size | value (median) | spread (min–max) | ratio | target | met |\n",
+            "| # | measure | size | value (median) | spread (min–max) | ratio | target | met \
+             | CPU ms per 1,000 rec: own (ratio, target) | broker (ratio, target) |\n",
         );
-        out.push_str("|---|---|---|---|---|---|---|---|\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             out.push_str(&line(r));
             out.push('\n');
         }
-        let notes: Vec<String> = self
-            .rows
-            .iter()
-            .filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.measure)))
-            .collect();
+        let mut notes: Vec<String> = Vec::new();
+        for r in &self.rows {
+            let Some(n) = &r.note else { continue };
+            let size = r.size.map(|s| format!(" ({s} B)")).unwrap_or_default();
+            let line = format!("- {}{size}: {n}", r.measure);
+            if !notes.contains(&line) {
+                notes.push(line);
+            }
+        }
         if !notes.is_empty() {
             out.push('\n');
             out.push_str(&notes.join("\n"));
@@ -337,8 +435,20 @@ fn line(r: &Row) -> String {
         .size
         .map(|s| format!("{s} B"))
         .unwrap_or_else(|| "–".into());
+    let (own, broker) = match &r.cpu {
+        Some(c) => (
+            cpu_cell(c.own_median(), c.own_ratio(), c.own_goal, c.own_met()),
+            cpu_cell(
+                c.broker_median(),
+                c.broker_ratio(),
+                c.broker_goal,
+                c.broker_met(),
+            ),
+        ),
+        None => ("–".into(), "–".into()),
+    };
     format!(
-        "| {} | {} | {size} | {value} | {spread} | {ratio} | {target} | {met} |",
+        "| {} | {} | {size} | {value} | {spread} | {ratio} | {target} | {met} | {own} | {broker} |",
         r.number, r.measure
     )
 }

@@ -11,8 +11,9 @@ use sfwd::control::CommandKind;
 use super::{kafka_app, start_storing, wait_state, Memory, WAIT};
 use crate::common;
 use crate::common::app::operator;
+use crate::cpu::{self, Reading};
 use crate::kafka_io::{self, Span};
-use crate::report::{quantile, Goal, Report, Row};
+use crate::report::{quantile, Cpu, Goal, Report, Row};
 use crate::Settings;
 
 /// One output of the replay run.
@@ -131,13 +132,15 @@ impl Run<'_> {
     /// Stores `backlog` requests, switches to FORWARD with live requests
     /// coming at `live_rate` per second, and waits until the replay has
     /// ended and every request is delivered. Returns the replay's rate,
-    /// the live requests' latencies (ms) and their number.
+    /// the live requests' latencies (ms) and their number, and the CPU ms
+    /// per 1,000 records delivered of sfwd and of the broker from the
+    /// command to forward until the last is there.
     async fn replay(
         &mut self,
         backlog: usize,
         live_rate: u32,
         memory: &mut Memory,
-    ) -> (f64, Vec<f64>, usize) {
+    ) -> (f64, Vec<f64>, usize, (f64, Option<f64>)) {
         let (app, p) = (self.app, self.partitions);
         let (stored, requests, output) = (
             app.topic("stored.Svc"),
@@ -166,6 +169,12 @@ impl Run<'_> {
             stop.clone(),
             sent.clone(),
         );
+        let pid = self.sfwd.pid();
+        let read = || Reading {
+            own: cpu::process_seconds(pid).unwrap_or(0.0),
+            broker: cpu::broker_seconds(),
+        };
+        let cpu0 = read();
         operator(app, "Svc", CommandKind::Forward).await;
         self.epoch = wait_state(&mut self.sfwd, "FORWARD", self.epoch, Some(false)).0;
         self.storing = false;
@@ -173,7 +182,8 @@ impl Run<'_> {
         live.await.expect("live traffic");
         let live_n = sent.load(Ordering::Relaxed);
         let (to, _) = kafka_io::wait_outputs(&output, &from, backlog + live_n, WAIT);
-        memory.loaded(&self.sfwd);
+        let cpu = cpu0.per_thousand(&read(), (backlog + live_n) as i64);
+        memory.loaded(&self.sfwd, "replay");
 
         let outputs = read_outputs(&output, &from, &to);
         let (replayed, live): (Vec<&Output>, Vec<&Output>) = outputs
@@ -184,8 +194,12 @@ impl Run<'_> {
             .iter()
             .filter_map(|o| Some((o.written_ms - o.produced_ms?) as f64))
             .collect();
-        eprintln!("  replayed at {rate:.0} rec/s, {live_n} live requests");
-        (rate, latencies, live_n)
+        eprintln!(
+            "  replayed at {rate:.0} rec/s, {live_n} live requests; CPU ms per 1,000: {:.1} sfwd, {} broker",
+            cpu.0,
+            cpu.1.map_or("–".into(), |b| format!("{b:.1}"))
+        );
+        (rate, latencies, live_n, cpu)
     }
 }
 
@@ -201,6 +215,11 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     };
     let bare = row_median(1, "bare pipe");
     let pass_through = row_median(3, "pass-through");
+    let bare_cpu = report
+        .rows
+        .iter()
+        .find(|r| r.number == 1 && r.size == Some(size))
+        .and_then(|r| r.cpu.clone());
     let app = kafka_app("bench-replay", p).await;
     let (sfwd, epoch) = start_storing(&app, "bench").await;
     let mut run = Run {
@@ -220,7 +239,7 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
         None => s.backlog.min(5000),
     };
     eprintln!("replay, sizing run of {sizing} stored requests");
-    let (rate, _, _) = run.replay(sizing, 1, memory).await;
+    let (rate, _, _, _) = run.replay(sizing, 1, memory).await;
     let backlog = ((rate * s.replay_budget) as usize / 1000 * 1000).clamp(1000, s.backlog);
     let live_rate = s.live_rate.min((rate / 10.0).ceil() as u32).max(1);
 
@@ -228,13 +247,16 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     let mut p99s = Vec::new();
     let mut all_latencies = Vec::new();
     let mut live_total = 0;
+    let (mut own, mut broker) = (Vec::new(), Vec::new());
     for rep in 0..s.reps {
         eprintln!(
             "replay of {backlog} stored requests, repetition {}",
             rep + 1
         );
-        let (rate, latencies, live_n) = run.replay(backlog, live_rate, memory).await;
+        let (rate, latencies, live_n, cpu) = run.replay(backlog, live_rate, memory).await;
         rates.push(rate);
+        own.push(cpu.0);
+        broker.extend(cpu.1);
         if let Some(p99) = quantile(&latencies, 0.99) {
             p99s.push(p99);
         }
@@ -256,6 +278,14 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
     // sfwd's own pass-through on this broker, in this run.
     row.baseline = pass_through;
     row.goal = Some(Goal::RatioAtLeast(0.8));
+    row.cpu = Some(Cpu {
+        own,
+        broker,
+        own_baseline: bare_cpu.as_ref().and_then(|c| c.own_median()),
+        broker_baseline: bare_cpu.as_ref().and_then(|c| c.broker_median()),
+        own_goal: None,
+        broker_goal: None,
+    });
     let mut notes = Vec::new();
     match (pass_through, bare, row.median()) {
         (None, _, _) => {
@@ -267,6 +297,11 @@ pub async fn replay(s: &Settings, report: &mut Report, memory: &mut Memory) {
         )),
         (Some(_), _, _) => notes.push("ratio to Kafka pass-through (row 3, 100 B)".to_string()),
     }
+    notes.push(
+        "CPU from the command to forward until every request is delivered, per 1,000 \
+         delivered (stored and live), ratios to the bare pipe (row 1, 100 B)"
+            .to_string(),
+    );
     if backlog < s.backlog {
         notes.push(format!(
             "backlog made smaller than {}: at the rate of a first, small replay it would take more than {:.0} s to drain on this broker",

@@ -7,7 +7,9 @@
 //! has passed, the outputs (the output topic's high watermarks, or the
 //! requests the HTTP target answered) are counted over the window. What is
 //! left of the backlog stays for the next run. A first, unmeasured run of
-//! every lane sizes the backlog for the measured ones.
+//! every lane sizes the backlog for the measured ones. Over the same
+//! window, the CPU time of what consumes (sfwd's process, or the baseline's
+//! threads in this process) and of the broker is read from `/proc`.
 
 use std::time::{Duration, Instant};
 
@@ -17,10 +19,14 @@ use sfwd::target_sim::TargetSim;
 use super::{app_topics, http_app, http_target, kafka_app, start_storing, Memory, WAIT};
 use crate::common;
 use crate::common::app::App;
+use crate::cpu::{self, Reading};
 use crate::kafka_io::{self, TopicCount};
 use crate::pipes;
-use crate::report::{median, Goal, Report, Row};
+use crate::report::{median, Cpu, Goal, Report, Row};
 use crate::Settings;
+
+/// The spread allowed to the bare pipe's samples around their median.
+const STABLE: f64 = 0.15;
 
 /// The most a backlog holds, so that the broker's storage stays small:
 /// when a fast lane drains it before the window ends, the window is
@@ -41,6 +47,23 @@ enum Side<'a> {
     },
 }
 
+impl Side<'_> {
+    /// What the side's rows are called, for notes.
+    fn name(&self) -> &'static str {
+        match self {
+            Side::Bare { .. } => "bare pipe",
+            Side::Naive { .. } => "naive HTTP loop",
+            Side::Sfwd {
+                output: Some(o), ..
+            } if o.ends_with("stored.Svc") => "store-divert",
+            Side::Sfwd {
+                output: Some(_), ..
+            } => "Kafka pass-through",
+            Side::Sfwd { output: None, .. } => "HTTP pass-through",
+        }
+    }
+}
+
 /// One consumer side, its request topic and what is left in it.
 struct Lane<'a> {
     side: Side<'a>,
@@ -49,7 +72,25 @@ struct Lane<'a> {
     left: i64,
     /// The highest rate seen, to size the next backlog.
     rate: Option<f64>,
-    samples: Vec<f64>,
+    samples: Vec<Sample>,
+}
+
+/// One measured run of a lane.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    rate: f64,
+    /// CPU ms per 1,000 records of what consumes, and of the broker.
+    own: f64,
+    broker: Option<f64>,
+}
+
+/// What a window measured.
+struct Measured {
+    rate: f64,
+    /// Outputs counted in the window.
+    records: i64,
+    /// CPU readings at the window's start and end.
+    cpu: (Reading, Reading),
 }
 
 /// Where outputs are counted.
@@ -106,6 +147,7 @@ impl Bench<'_> {
             }
         };
         let start = counter.count();
+        let threads = cpu::Threads::before_start();
         let running = match &lane.side {
             Side::Bare { group, output } => {
                 Running::Pipe(pipes::bare_pipe(group, &lane.input, output))
@@ -115,23 +157,37 @@ impl Bench<'_> {
             }
             Side::Sfwd { app, .. } => Running::Sfwd(Box::new(app.start("bench"))),
         };
-        let rate = window(&counter, start, lane.left, s);
+        let pid = match &running {
+            Running::Sfwd(sfwd) => Some(sfwd.pid()),
+            Running::Pipe(_) => None,
+        };
+        let read = || Reading {
+            own: match pid {
+                Some(pid) => cpu::process_seconds(pid).unwrap_or(0.0),
+                None => threads.seconds(),
+            },
+            broker: cpu::broker_seconds(),
+        };
+        let m = window(&counter, start, lane.left, s, &read);
+        let rate = m.rate;
         match running {
             Running::Pipe(pipe) => pipe.stop().await,
             Running::Sfwd(mut sfwd) => {
-                memory.loaded(&sfwd);
+                memory.loaded(&sfwd, &format!("{} at {} B", lane.side.name(), self.size));
                 assert!(sfwd.terminate().success(), "sfwd exited with an error");
             }
         }
         lane.left -= counter.count() - start;
         lane.rate = Some(lane.rate.map_or(rate, |r| r.max(rate)));
+        let (own, broker) = m.cpu.0.per_thousand(&m.cpu.1, m.records);
         if measured {
-            lane.samples.push(rate);
+            lane.samples.push(Sample { rate, own, broker });
         }
         eprintln!(
-            "  {} {} B: {rate:.0} rec/s{}",
+            "  {} {} B: {rate:.0} rec/s, CPU ms per 1,000: {own:.1} own, {} broker{}",
             lane.input,
             self.size,
+            broker.map_or("–".into(), |b| format!("{b:.1}")),
             if measured { "" } else { " (sizing run)" }
         );
     }
@@ -148,30 +204,54 @@ fn lane(side: Side<'_>, input: String) -> Lane<'_> {
 }
 
 /// Waits for the first output, lets `warmup` pass, and counts outputs over
-/// `window` (or until the backlog runs out): outputs per second.
-fn window(counter: &Counter<'_>, start: i64, available: i64, s: &Settings) -> f64 {
+/// `window` (or until the backlog runs out): outputs per second, and the
+/// CPU readings (`read`) at the window's ends.
+fn window(
+    counter: &Counter<'_>,
+    start: i64,
+    available: i64,
+    s: &Settings,
+    read: &dyn Fn() -> Reading,
+) -> Measured {
     let deadline = Instant::now() + WAIT;
-    let first = loop {
+    let (first, cpu_first) = loop {
         if counter.count() > start {
-            break Instant::now();
+            break (Instant::now(), read());
         }
         assert!(Instant::now() < deadline, "no output within {WAIT:?}");
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_secs_f64(s.warmup));
     let end = start + available;
-    let (c0, t0) = (counter.count(), Instant::now());
+    let (c0, t0, cpu0) = (counter.count(), Instant::now(), read());
     if c0 >= end {
         eprintln!("  the backlog ran out during the warm-up: rate from the first output on");
-        return (c0 - start) as f64 / (t0 - first).as_secs_f64();
+        return Measured {
+            rate: (c0 - start) as f64 / (t0 - first).as_secs_f64(),
+            records: c0 - start,
+            cpu: (cpu_first, cpu0),
+        };
     }
-    let (mut c1, mut t1) = (c0, t0);
+    let (mut c1, mut t1, mut cpu1) = (c0, t0, cpu0);
     while (t1 - t0).as_secs_f64() < s.window && c1 < end {
         std::thread::sleep(Duration::from_millis(100));
+        cpu1 = read();
         c1 = counter.count();
         t1 = Instant::now();
     }
-    (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
+    Measured {
+        rate: (c1 - c0) as f64 / (t1 - t0).as_secs_f64(),
+        records: c1 - c0,
+        cpu: (cpu0, cpu1),
+    }
+}
+
+/// Whether `samples` lie within ±[`STABLE`] of their median.
+fn stable(samples: &[f64]) -> bool {
+    let Some(m) = median(samples) else {
+        return false;
+    };
+    samples.iter().all(|x| (x - m).abs() <= STABLE * m)
 }
 
 /// Rows 1–4, every size, `reps` times, interleaved.
@@ -238,21 +318,50 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
                 http.topic("requests"),
             ),
         ];
-        for rep in 0..=s.reps {
+        // A sizing run, then repetitions until the bare pipe's last
+        // `reps` samples are within ±15 % of their median.
+        eprintln!("throughput, {size} B: sizing run");
+        for lane in &mut lanes {
+            bench.run(lane, memory, false).await;
+        }
+        let mut done = 0;
+        let steady = loop {
+            done += 1;
             eprintln!(
-                "throughput, {size} B: {}",
-                if rep == 0 {
-                    "sizing run".to_string()
-                } else {
-                    format!("repetition {rep} of {}", s.reps)
-                }
+                "throughput, {size} B: repetition {done} (at least {}, at most {})",
+                s.reps, s.max_reps
             );
             for lane in &mut lanes {
-                bench.run(lane, memory, rep > 0).await;
+                bench.run(lane, memory, true).await;
             }
-        }
-        let [bare, stored, passed, naive, http_pass] = lanes.map(|l| l.samples);
-        let (bare_median, naive_median) = (median(&bare), median(&naive));
+            let bare: Vec<f64> = lanes[0].samples.iter().map(|x| x.rate).collect();
+            if done >= s.reps && stable(&bare[done - s.reps..]) {
+                break true;
+            }
+            if done >= s.max_reps {
+                break false;
+            }
+        };
+        // The repetitions the medians are of: the steady ones, or all.
+        let used = if steady { done - s.reps } else { 0 }..done;
+        let window_note = if steady {
+            format!(
+                "medians of repetitions {}–{done} of {done}, where the bare pipe's samples lie within ±15 % of their median",
+                used.start + 1
+            )
+        } else {
+            format!(
+                "the bare pipe's samples did not settle within ±15 % of their median in {done} repetitions: medians of all {done}"
+            )
+        };
+        let [bare, stored, passed, naive, http_pass] =
+            lanes.map(|l| l.samples[used.clone()].to_vec());
+        let rates = |x: &[Sample]| x.iter().map(|x| x.rate).collect::<Vec<_>>();
+        let owns = |x: &[Sample]| x.iter().map(|x| x.own).collect::<Vec<_>>();
+        let brokers = |x: &[Sample]| x.iter().filter_map(|x| x.broker).collect::<Vec<_>>();
+        let (bare_median, naive_median) = (median(&rates(&bare)), median(&rates(&naive)));
+        let (bare_own, bare_broker) = (median(&owns(&bare)), median(&brokers(&bare)));
+        let naive_broker = median(&brokers(&naive));
         let rows_of_size = [
             (
                 1,
@@ -260,6 +369,11 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
                 bare,
                 None,
                 None,
+                (None, None, None, None),
+                Some(format!(
+                    "{window_note}; own CPU: this process's threads that run the pipe \
+                     (its librdkafka clients' threads and tokio's workers)"
+                )),
             ),
             (
                 2,
@@ -267,6 +381,8 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
                 stored,
                 bare_median,
                 Some(Goal::RatioAtLeast(0.85)),
+                (bare_own, bare_broker, Some(1.5), Some(1.25)),
+                None,
             ),
             (
                 3,
@@ -274,6 +390,8 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
                 passed,
                 bare_median,
                 Some(Goal::RatioAtLeast(0.85)),
+                (bare_own, bare_broker, Some(1.5), Some(1.25)),
+                None,
             ),
             (
                 4,
@@ -281,6 +399,12 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
                 naive,
                 None,
                 None,
+                (None, None, None, None),
+                Some(
+                    "own CPU includes the HTTP target simulator, which runs on the same \
+                     tokio workers"
+                        .to_string(),
+                ),
             ),
             (
                 4,
@@ -288,16 +412,28 @@ pub async fn throughput(s: &Settings, report: &mut Report, memory: &mut Memory) 
                 http_pass,
                 naive_median,
                 Some(Goal::RatioAtLeast(1.0)),
+                (None, naive_broker, None, None),
+                None,
             ),
         ];
-        for (order, (number, measure, samples, baseline, goal)) in
+        for (order, (number, measure, samples, baseline, goal, cpu, note)) in
             rows_of_size.into_iter().enumerate()
         {
             let mut row = Row::new(number, measure, "rec/s");
             row.size = Some(size);
-            row.samples = samples;
+            row.samples = rates(&samples);
             row.baseline = baseline;
             row.goal = goal;
+            row.note = note;
+            let (own_baseline, broker_baseline, own_goal, broker_goal) = cpu;
+            row.cpu = Some(Cpu {
+                own: owns(&samples),
+                broker: brokers(&samples),
+                own_baseline,
+                broker_baseline,
+                own_goal,
+                broker_goal,
+            });
             rows.push((order, row));
         }
         let mut topics = vec![bare_in, bare_out];
