@@ -20,7 +20,7 @@ use common::broker::Broker;
 use common::cli::cli_json;
 use common::process::{field, message};
 use sfwd::control::CommandKind;
-use sfwd::target_sim::Mode;
+use sfwd::target_sim::{Mode, TargetSim};
 
 /// Partitions of the request topic.
 const PARTITIONS: i32 = 4;
@@ -31,6 +31,34 @@ const BACKLOG: usize = 1_600;
 /// Requests in the stream that follows, and how many a second.
 const STREAM: usize = 2_000;
 const RATE: u64 = 250;
+
+/// An HTTP service over `sim` with store and forward, `PARTITIONS` per
+/// topic and a redelivery bound of `BOUND` records; `kafka_extra`, a line
+/// of YAML added to its `kafka` block (indented by two spaces).
+fn bounded_app(prefix: &str, sim: &TargetSim, kafka_extra: &str) -> App {
+    let url = sim.url("/eis");
+    let extra = kafka_extra.to_string();
+    App::new(prefix, move |name| {
+        format!(
+            r#"
+application: {name}
+kafka:
+  bootstrap: "unused:9092"
+  partitions: {PARTITIONS}
+{extra}
+limits: {{ max_uncommitted_records: {BOUND} }}
+services:
+  eis:
+    binding:
+      http: {{ url: "{url}", timeout: 5s }}
+      interaction: async
+    store_and_forward: {{ control_point: Eis }}
+    interfaces:
+      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
+"#
+        )
+    })
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_killed_and_restarted_loses_nothing_and_repeats_at_most_the_bound() {
@@ -44,25 +72,7 @@ async fn a_broker_killed_and_restarted_loses_nothing_and_repeats_at_most_the_bou
     sim.set_mode(Mode::Slow {
         delay: Duration::from_millis(20),
     });
-    let url = sim.url("/eis");
-    let app = App::new("redeliver", |name| {
-        format!(
-            r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: {PARTITIONS} }}
-limits: {{ max_uncommitted_records: {BOUND} }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 5s }}
-      interaction: async
-    store_and_forward: {{ control_point: Eis }}
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
-"#
-        )
-    })
-    .on(&bootstrap);
+    let app = bounded_app("redeliver", &sim, "").on(&bootstrap);
     let topic = app.topic("get");
     common::create_topics_on(&bootstrap, &[(&topic, PARTITIONS)]).await;
     let acked = Arc::new(AtomicUsize::new(0));
@@ -174,27 +184,11 @@ services:
 async fn a_large_backlog_stored_under_a_small_bound_is_stored_whole() {
     const REQUESTS: usize = 6_000;
     let sim = start_target().await;
-    let url = sim.url("/eis");
-    let app = App::new("paced", |name| {
-        format!(
-            r#"
-application: {name}
-kafka:
-  bootstrap: "unused:9092"
-  partitions: {PARTITIONS}
-  properties: {{ "auto.commit.interval.ms": "60000" }}
-limits: {{ max_uncommitted_records: {BOUND} }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 5s }}
-      interaction: async
-    store_and_forward: {{ control_point: Eis }}
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
-"#
-        )
-    });
+    let app = bounded_app(
+        "paced",
+        &sim,
+        r#"  properties: { "auto.commit.interval.ms": "60000" }"#,
+    );
     let topic = app.topic("get");
     common::create_topics(&[(&topic, PARTITIONS)]).await;
     let (_a, admin) = app.start_with_admin("a");
