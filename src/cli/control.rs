@@ -494,7 +494,7 @@ impl SwitchReport {
             message: Some(self.message.clone()),
             ..audit_event(action, Some(cp), issuer, self.result.as_str())
         };
-        audit(topology, event).await;
+        audit(topology, vec![event]).await;
     }
 }
 

@@ -588,17 +588,20 @@ async fn audit_actions(
     by: &str,
     reports: &[ActionReport],
 ) {
-    for r in reports {
-        let cp = view
-            .get(&r.request_id)
-            .and_then(|e| e.event.control_point.clone());
-        let event = AuditEvent {
-            subject: Some(r.request_id.clone()),
-            message: Some(r.to_string()),
-            ..audit_event(action, cp.as_deref(), by, r.kind())
-        };
-        audit(topology, event).await;
-    }
+    let events = reports
+        .iter()
+        .map(|r| {
+            let cp = view
+                .get(&r.request_id)
+                .and_then(|e| e.event.control_point.clone());
+            AuditEvent {
+                subject: Some(r.request_id.clone()),
+                message: Some(r.to_string()),
+                ..audit_event(action, cp.as_deref(), by, r.kind())
+            }
+        })
+        .collect();
+    audit(topology, events).await;
 }
 
 #[cfg(test)]

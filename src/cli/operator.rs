@@ -14,17 +14,16 @@ use sfwd::records::AuditEvent;
 use sfwd::topology::{self, Topology};
 use tracing_subscriber::EnvFilter;
 
-/// Appends an operator's action from the command line to the audit trail
-/// (`via` `cli`, from `user@host`); the action has happened, so a failure
-/// to write is a warning on standard error, not an error.
-pub async fn audit(topology: &Topology, event: AuditEvent) {
+/// Appends an operator's actions from the command line to the audit trail
+/// (`via` `cli`, from `user@host`), with one producer for all of them; the
+/// actions have happened, so a failure to write is a warning on standard
+/// error, not an error.
+pub async fn audit(topology: &Topology, events: Vec<AuditEvent>) {
+    if events.is_empty() {
+        return;
+    }
     let origin = sfwd::audit::user_at_host();
-    let event = AuditEvent {
-        via: "cli".into(),
-        origin: Some(origin.clone()),
-        instance: format!("sfwd-cli:{origin}"),
-        ..event
-    };
+    let instance = format!("sfwd-cli:{origin}");
     let written = async {
         let k = &topology.kafka;
         let spec = TopicSpec {
@@ -40,10 +39,17 @@ pub async fn audit(topology: &Topology, event: AuditEvent) {
         let producer: FutureProducer = kafka::producer_config(&config)
             .create()
             .map_err(|e| e.to_string())?;
-        AuditLog::new(producer, topology, &event.instance, config.clone())
-            .write(&event)
-            .await
-            .map_err(|e| e.to_string())
+        let log = AuditLog::new(producer, topology, &instance, config.clone());
+        for event in events {
+            let event = AuditEvent {
+                via: "cli".into(),
+                origin: Some(origin.clone()),
+                instance: instance.clone(),
+                ..event
+            };
+            log.write(&event).await.map_err(|e| e.to_string())?;
+        }
+        Ok::<(), String>(())
     };
     if let Err(e) = written.await {
         eprintln!(

@@ -379,14 +379,15 @@ async fn skip(args: SkipArgs) -> Result<u8, Failure> {
     let backlog = StoredBacklog::new(&topology)?;
     let by = args.operator.issuer();
     let reports = backlog.skip(&args.request_ids, &by).await?;
-    for r in &reports {
-        let event = AuditEvent {
+    let events = reports
+        .iter()
+        .map(|r| AuditEvent {
             subject: Some(r.request_id.clone()),
             message: Some(r.to_string()),
             ..audit_event("skip", r.control_point.as_deref(), &by, r.kind())
-        };
-        audit(&topology, event).await;
-    }
+        })
+        .collect();
+    audit(&topology, events).await;
     match args.output {
         Output::Json => {
             let v: Vec<Value> = reports.iter().map(SkipReport::to_json).collect();

@@ -109,7 +109,7 @@ pub(super) async fn pace_replay(args: PaceArgs) -> Result<u8, Failure> {
         message: Some(message.clone()),
         ..audit_event("pace", Some(cp), &issuer, result)
     };
-    audit(&topology, event).await;
+    audit(&topology, vec![event]).await;
     match args.output {
         Output::Table => println!("{message}"),
         Output::Json => {
