@@ -85,7 +85,7 @@ pub(super) struct Calls {
 /// An adaptive limit and the gauge that shows it.
 struct Adaptive {
     limit: Limit,
-    gauge: telemetry::InFlightLimit,
+    gauge: telemetry::PartitionGauge,
 }
 
 impl Calls {
@@ -154,7 +154,7 @@ impl Worker {
             (Target::Http(h), adaptive) => adaptive
                 .get_or_insert_with(|| Adaptive {
                     limit: Limit::new(h.in_flight()),
-                    gauge: telemetry::InFlightLimit::new(
+                    gauge: telemetry::PartitionGauge::in_flight_limit(
                         &ctx.instance,
                         &self.topic,
                         self.partition,

@@ -47,7 +47,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Partition;
-use crate::telemetry::{self, UncommittedRecords, UncommittedWork};
+use crate::telemetry::{self, PartitionGauge, UncommittedWork};
 
 /// A hold that lasts this long is logged at `warn`: commits are failing,
 /// not just a moment behind.
@@ -210,7 +210,7 @@ pub(super) struct Uncommitted {
     commits: Arc<Commits>,
     ask: AskCommit,
     held: Option<Held>,
-    gauge: UncommittedRecords,
+    gauge: PartitionGauge,
 }
 
 struct Held {
@@ -236,7 +236,7 @@ impl Uncommitted {
             commits,
             ask,
             held: None,
-            gauge: UncommittedRecords::new(instance, &partition.0, partition.1),
+            gauge: PartitionGauge::uncommitted_records(instance, &partition.0, partition.1),
         }
     }
 

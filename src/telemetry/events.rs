@@ -598,47 +598,35 @@ impl StoreHealth<'_> {
     }
 }
 
-/// The uncommitted records of one source partition (the redelivery bound):
-/// a handle on the gauge, which is set for every record taken.
+/// A gauge of one source partition: a handle, set as its value changes.
 #[derive(Debug, Clone)]
-pub struct UncommittedRecords(metrics::Gauge);
+pub struct PartitionGauge(metrics::Gauge);
 
-impl UncommittedRecords {
-    /// The gauge of `topic`/`partition`.
-    pub fn new(instance: &str, topic: &str, partition: i32) -> Self {
-        UncommittedRecords(gauge!(
-            names::UNCOMMITTED_RECORDS,
+impl PartitionGauge {
+    /// The uncommitted records of `topic`/`partition` (the redelivery
+    /// bound), set for every record taken.
+    pub fn uncommitted_records(instance: &str, topic: &str, partition: i32) -> Self {
+        Self::new(names::UNCOMMITTED_RECORDS, instance, topic, partition)
+    }
+
+    /// The adaptive limit on an HTTP target's calls in flight from
+    /// `topic`/`partition`.
+    pub fn in_flight_limit(instance: &str, topic: &str, partition: i32) -> Self {
+        Self::new(names::IN_FLIGHT_LIMIT, instance, topic, partition)
+    }
+
+    fn new(name: &'static str, instance: &str, topic: &str, partition: i32) -> Self {
+        PartitionGauge(gauge!(
+            name,
             "instance_id" => instance.to_string(),
             "topic" => topic.to_string(),
             "partition" => partition.to_string(),
         ))
     }
 
-    /// Records taken and not yet covered by a successful offset commit.
-    pub fn set(&self, records: usize) {
-        self.0.set(records as f64);
-    }
-}
-
-/// The adaptive limit on an HTTP target's calls in flight from one source
-/// partition: a handle on the gauge.
-#[derive(Debug, Clone)]
-pub struct InFlightLimit(metrics::Gauge);
-
-impl InFlightLimit {
-    /// The gauge of `topic`/`partition`.
-    pub fn new(instance: &str, topic: &str, partition: i32) -> Self {
-        InFlightLimit(gauge!(
-            names::IN_FLIGHT_LIMIT,
-            "instance_id" => instance.to_string(),
-            "topic" => topic.to_string(),
-            "partition" => partition.to_string(),
-        ))
-    }
-
-    /// Calls the partition may have out now.
-    pub fn set(&self, limit: usize) {
-        self.0.set(limit as f64);
+    /// The partition's value now.
+    pub fn set(&self, value: usize) {
+        self.0.set(value as f64);
     }
 }
 
