@@ -12,10 +12,11 @@ use common::app::{decode_failed, decode_stored, operator, read_async, start_targ
 use sfwd::control::CommandKind;
 use sfwd::target_sim::{Mode, TargetSim};
 
-/// Keys the requests cycle through.
-const KEYS: usize = 12;
-/// The binding's `in_flight`: more than the keys, so the keys bound it.
-const IN_FLIGHT: usize = 16;
+/// Keys the requests cycle through: more than `in_flight`, so that a
+/// partition can have `IN_FLIGHT` calls out, one per key.
+const KEYS: usize = 100;
+/// The binding's `in_flight`.
+const IN_FLIGHT: usize = 64;
 
 /// One HTTP service over `sim` with `ordering: key`, on a request topic of
 /// one partition.
@@ -53,27 +54,38 @@ fn traceparent(i: usize) -> String {
 }
 
 /// Produces requests `from..from + n` with key `k<i mod KEYS>` and a
-/// `traceparent` to the one partition; returns their ids
-/// (`topic/0/offset`) in order.
+/// `traceparent` to the one partition, all sent before any is awaited;
+/// returns their ids (`topic/0/offset`) in order.
 async fn produce_keyed(app: &App, from: usize, n: usize) -> Vec<String> {
     let producer = common::producer();
     let topic = app.topic("get");
-    let mut ids = Vec::new();
-    for i in from..from + n {
-        let key = format!("k{}", i % KEYS);
-        let value = format!("{{\"n\":{i}}}");
-        let trace = traceparent(i);
-        let (p, o) = common::produce(
-            &producer,
-            &topic,
-            Some(0),
-            Some(key.as_bytes()),
-            Some(value.as_bytes()),
-            &[("traceparent", trace.as_bytes())],
-        )
-        .await;
-        ids.push(format!("{topic}/{p}/{o}"));
-    }
+    let sends = (from..from + n).map(|i| {
+        let (producer, topic) = (&producer, &topic);
+        async move {
+            let key = format!("k{}", i % KEYS);
+            let value = format!("{{\"n\":{i}}}");
+            let trace = traceparent(i);
+            common::produce(
+                producer,
+                topic,
+                Some(0),
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[("traceparent", trace.as_bytes())],
+            )
+            .await
+        }
+    });
+    let sent = futures::future::join_all(sends).await;
+    let ids: Vec<String> = sent
+        .iter()
+        .map(|(p, o)| format!("{topic}/{p}/{o}"))
+        .collect();
+    let offsets: Vec<i64> = sent.iter().map(|(_, o)| *o).collect();
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "the requests landed in the order sent"
+    );
     ids
 }
 
@@ -102,6 +114,11 @@ fn produced_by_key(ids: &[String], from: usize) -> HashMap<String, Vec<i64>> {
     out
 }
 
+/// Requests that take the adaptive limit from 1 to `IN_FLIGHT` and keep
+/// it there for a while: it grows by about one call per round of calls,
+/// so reaching 64 takes 1 + 2 + … + 64 = 2,080 fast answers.
+const RAMP: usize = 3000;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_of_different_keys_overlap_and_each_key_keeps_its_order() {
     let sim = common::app::start_target().await;
@@ -110,10 +127,10 @@ async fn calls_of_different_keys_overlap_and_each_key_keeps_its_order() {
     });
     let app = keyed_app("http-keyed", &sim);
     common::create_topics(&[(&app.topic("get"), 1)]).await;
-    let ids = produce_keyed(&app, 0, 240).await;
+    let ids = produce_keyed(&app, 0, RAMP).await;
     let _a = app.start_assigned("a");
 
-    sim.wait_for(240, Duration::from_secs(120))
+    sim.wait_for(RAMP, Duration::from_secs(180))
         .await
         .expect("every request reaches the target");
     assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
@@ -123,9 +140,10 @@ async fn calls_of_different_keys_overlap_and_each_key_keeps_its_order() {
         "each key's requests in the order consumed"
     );
     let most = sim.most_concurrent();
+    eprintln!("most calls at once: {most} (in_flight {IN_FLIGHT})");
     assert!(
-        (2..=KEYS as u64).contains(&most),
-        "calls overlapped, at most one per key: {most} at once"
+        (IN_FLIGHT as u64 / 2..=IN_FLIGHT as u64).contains(&most),
+        "calls overlapped up to in_flight and never beyond it: {most} at once"
     );
 }
 
@@ -134,14 +152,39 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
     let sim = start_target().await;
     let app = keyed_app("http-keyed-outage", &sim);
     common::create_topics(&[(&app.topic("get"), 1)]).await;
-    let mut a = app.start_assigned("a");
+    let (mut a, base) = app.start_with_admin("a");
 
-    sim.set_mode(Mode::Unavailable);
-    let ids = produce_keyed(&app, 0, 60).await;
+    // Fast answers raise the partition's limit towards in_flight.
+    sim.set_mode(Mode::Slow {
+        delay: Duration::from_millis(20),
+    });
+    produce_keyed(&app, 0, RAMP).await;
+    sim.wait_for(RAMP, Duration::from_secs(180))
+        .await
+        .expect("the requests before the outage delivered");
+    let limit = limit_now(&base).await;
+    assert!(
+        limit >= IN_FLIGHT as f64 / 2.0,
+        "the limit grew towards in_flight ({IN_FLIGHT}): {limit}"
+    );
+
+    // The service fails, each call after 200 ms: every call the limit
+    // lets out fails while the others are still out.
+    sim.reset();
+    sim.set_mode(Mode::SlowUnavailable {
+        delay: Duration::from_millis(200),
+    });
+    let ids = produce_keyed(&app, RAMP, 300).await;
     let failed = decode_failed(&read_async(app.topic("failed"), 1, 60).await);
-    let stored = decode_stored(&read_async(app.topic("stored.Eis"), 59, 60).await);
-    // Read again after the 59: nothing more comes.
+    let stored = decode_stored(&read_async(app.topic("stored.Eis"), 299, 60).await);
+    // Read again after the 299: nothing more comes.
     let failed_again = decode_failed(&read_async(app.topic("failed"), 2, 5).await);
+    let out_at_once = sim.most_concurrent();
+    eprintln!("calls out when the service failed: {out_at_once}, limit {limit}");
+    assert!(
+        out_at_once as f64 >= limit.min(IN_FLIGHT as f64) && out_at_once <= IN_FLIGHT as u64,
+        "the limit's worth of calls were out: {out_at_once}, limit {limit}"
+    );
     assert_eq!(failed.len(), 1, "one trigger, however many calls were out");
     assert_eq!(failed_again.len(), 1);
     let trigger = failed[0].request_id.clone();
@@ -158,7 +201,12 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
             span["offset"].as_i64(),
             span["outcome"].as_str()
         ),
-        (Some(trigger.as_str()), Some("eis"), Some(0), Some("error")),
+        (
+            Some(trigger.as_str()),
+            Some("eis"),
+            Some(RAMP as i64),
+            Some("error")
+        ),
         "{line}"
     );
     assert_eq!(line["spans"].as_array().map(Vec::len), Some(1), "{line}");
@@ -169,13 +217,14 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
         "the rest stored, in the order consumed"
     );
 
+    sim.reset();
     sim.set_mode(Mode::Up);
     operator(&app, "Eis", CommandKind::Forward).await;
-    sim.wait_for(59, Duration::from_secs(60))
+    sim.wait_for(299, Duration::from_secs(60))
         .await
         .expect("the stored requests replayed");
     assert!(sim.duplicates().is_empty(), "{:?}", sim.duplicates());
-    let mut want = produced_by_key(&ids[1..], 1);
+    let mut want = produced_by_key(&ids[1..], RAMP + 1);
     want.retain(|_, offsets| !offsets.is_empty());
     assert_eq!(
         arrivals_by_key(&sim),
@@ -186,7 +235,7 @@ async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_re
     for r in sim.received() {
         let id = r.request_id.unwrap();
         let i = ids.iter().position(|x| *x == id).unwrap();
-        assert_eq!(r.traceparent, Some(traceparent(i)), "{id}");
+        assert_eq!(r.traceparent, Some(traceparent(RAMP + i)), "{id}");
     }
 }
 

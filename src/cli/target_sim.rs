@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, env = "SFWD_SIM_CONTROL_LISTEN", visible_alias = "control-addr")]
     pub control_listen: Option<SocketAddr>,
     /// Mode to start in: up, unavailable, refuse, slow:DELAY (e.g.
-    /// slow:2s), error500, bad-request, overloaded:RETRY_AFTER (a 429 with
+    /// slow:2s), slow-unavailable:DELAY (a 503 after DELAY), error500, bad-request, overloaded:RETRY_AFTER (a 429 with
     /// Retry-After, e.g. overloaded:3s).
     #[arg(long, env = "SFWD_SIM_MODE", default_value = "up")]
     pub mode: Mode,

@@ -18,13 +18,15 @@
 //! | `unavailable` | `503` |
 //! | `refuse` | no answer: the listening socket is closed, connections are refused; the same port is bound again when the mode changes |
 //! | `slow:DELAY` | `200` as for `up`, after `DELAY` |
+//! | `slow-unavailable:DELAY` | `503` as for `unavailable`, after `DELAY` |
 //! | `error500` | `500`, `Content-Type: application/json`, an exception chain `EisConnectionLost` "pool exhausted" ← `SQLException` "connection refused by db-1:5432" in the form of [`crate::bindings::failure`] |
 //! | `bad-request` | `400` |
 //!
 //! A request answered `2xx` is recorded as a [`Received`] (its `sfwd-*`
 //! headers and at most 1 KiB of its body), in the order the answers are
 //! given. A mode applies to requests that arrive after it is set; a `slow`
-//! request keeps the delay it arrived with. Connections already open when
+//! request (or `slow-unavailable` one) keeps the delay and the answer it
+//! arrived with. Connections already open when
 //! `refuse` begins are closed as soon as they are idle; a request that
 //! races with the switch on one of them is answered `503` with
 //! `Connection: close`.
@@ -34,7 +36,7 @@
 //! | endpoint | what it does |
 //! |---|---|
 //! | `GET /_sim/state` | `{"mode":"up","listening":true,"received":3,"attempts":4,"most_concurrent":2}`: `most_concurrent` is the most requests it was answering at once |
-//! | `POST /_sim/mode/{mode}` | sets the mode (`up`, `unavailable`, `refuse`, `error500`, `bad-request`, `slow?delay=2s` or `slow:2s`); answers once the listener has followed (closed for `refuse`, bound again otherwise), with `{"mode":…,"previous":…}` |
+//! | `POST /_sim/mode/{mode}` | sets the mode (`up`, `unavailable`, `refuse`, `error500`, `bad-request`, `slow?delay=2s` or `slow:2s`, `slow-unavailable:2s`); answers once the listener has followed (closed for `refuse`, bound again otherwise), with `{"mode":…,"previous":…}` |
 //! | `GET /_sim/received` | the request ids received, in order (`null` for a request without one) |
 //! | `GET /_sim/duplicates` | `[{"request_id":…,"count":…}]`, ids received more than once |
 //! | `POST /_sim/reset` | forgets every request received and attempted |

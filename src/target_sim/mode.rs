@@ -3,8 +3,9 @@
 //! Both are written the same way on the command line, on the control
 //! endpoints and in `/_sim/state`:
 //!
-//! - a mode: `up`, `unavailable`, `refuse`, `slow:DELAY`, `error500`,
-//!   `bad-request`, `overloaded:RETRY_AFTER` (durations like `250ms`,
+//! - a mode: `up`, `unavailable`, `refuse`, `slow:DELAY`,
+//!   `slow-unavailable:DELAY`, `error500`, `bad-request`,
+//!   `overloaded:RETRY_AFTER` (durations like `250ms`,
 //!   `2s`, `1.5s`, `1m`);
 //! - a schedule: modes with how long each lasts, `MODE:DURATION`, separated
 //!   by commas, e.g. `up:10s,unavailable:20s,up` or
@@ -19,7 +20,8 @@ use crate::topology::parse_duration;
 
 /// The modes accepted, as listed in error messages.
 const MODE_NAMES: &str =
-    "up, unavailable, refuse, slow:DELAY, error500, bad-request, overloaded:RETRY_AFTER";
+    "up, unavailable, refuse, slow:DELAY, slow-unavailable:DELAY, error500, bad-request, \
+     overloaded:RETRY_AFTER";
 /// How durations are written, as shown in error messages.
 const DURATION_HINT: &str = "write e.g. 250ms, 2s, 1.5s, 1m";
 
@@ -35,6 +37,12 @@ pub enum Mode {
     Refuse,
     /// Answer `200 OK`, but only after `delay` (to provoke timeouts).
     Slow {
+        /// How long each request waits before it is answered.
+        delay: Duration,
+    },
+    /// Answer `503 Service Unavailable`, but only after `delay`: a service
+    /// that fails while many calls are out.
+    SlowUnavailable {
         /// How long each request waits before it is answered.
         delay: Duration,
     },
@@ -65,6 +73,9 @@ impl fmt::Display for Mode {
             Mode::Unavailable => f.write_str("unavailable"),
             Mode::Refuse => f.write_str("refuse"),
             Mode::Slow { delay } => write!(f, "slow:{}", DisplayDuration(*delay)),
+            Mode::SlowUnavailable { delay } => {
+                write!(f, "slow-unavailable:{}", DisplayDuration(*delay))
+            }
             Mode::Error500 => f.write_str("error500"),
             Mode::BadRequest => f.write_str("bad-request"),
             Mode::Overloaded { retry_after } => {
@@ -83,9 +94,9 @@ pub enum ParseModeError {
     /// The name is not one of the modes.
     #[error("unknown mode `{0}`; expected one of {MODE_NAMES}")]
     Unknown(String),
-    /// `slow` without its delay.
-    #[error("`slow` needs a delay, e.g. `slow:2s`")]
-    MissingDelay,
+    /// `slow` or `slow-unavailable` without its delay.
+    #[error("`{0}` needs a delay, e.g. `{0}:2s`")]
+    MissingDelay(&'static str),
     /// `overloaded` without its `Retry-After`.
     #[error("`overloaded` needs the wait its answers ask for, e.g. `overloaded:2s`")]
     MissingRetryAfter,
@@ -138,15 +149,27 @@ fn mode_from_parts<'a>(parts: &mut impl Iterator<Item = &'a str>) -> Result<Mode
                     .ok_or_else(|| ParseModeError::BadDuration(wait.to_string()))?,
             },
         },
-        "slow" => match parts.next() {
-            None | Some("") => return Err(ParseModeError::MissingDelay),
-            Some(delay) => Mode::Slow {
-                delay: parse_duration(delay)
-                    .ok_or_else(|| ParseModeError::BadDuration(delay.to_string()))?,
-            },
+        "slow" => Mode::Slow {
+            delay: delay_of("slow", parts)?,
+        },
+        "slow-unavailable" => Mode::SlowUnavailable {
+            delay: delay_of("slow-unavailable", parts)?,
         },
         other => return Err(ParseModeError::Unknown(other.to_string())),
     })
+}
+
+/// The delay that follows mode `name`.
+fn delay_of<'a>(
+    name: &'static str,
+    parts: &mut impl Iterator<Item = &'a str>,
+) -> Result<Duration, ParseModeError> {
+    match parts.next() {
+        None | Some("") => Err(ParseModeError::MissingDelay(name)),
+        Some(delay) => {
+            parse_duration(delay).ok_or_else(|| ParseModeError::BadDuration(delay.to_string()))
+        }
+    }
 }
 
 /// One step of a [`Schedule`].
@@ -346,6 +369,12 @@ mod tests {
                 },
             ),
             (
+                "slow-unavailable:40ms",
+                Mode::SlowUnavailable {
+                    delay: Duration::from_millis(40),
+                },
+            ),
+            (
                 "overloaded:3s",
                 Mode::Overloaded {
                     retry_after: Duration::from_secs(3),
@@ -377,8 +406,18 @@ mod tests {
             "down".parse::<Mode>(),
             Err(ParseModeError::Unknown("down".into()))
         );
-        assert_eq!("slow".parse::<Mode>(), Err(ParseModeError::MissingDelay));
-        assert_eq!("slow:".parse::<Mode>(), Err(ParseModeError::MissingDelay));
+        assert_eq!(
+            "slow".parse::<Mode>(),
+            Err(ParseModeError::MissingDelay("slow"))
+        );
+        assert_eq!(
+            "slow:".parse::<Mode>(),
+            Err(ParseModeError::MissingDelay("slow"))
+        );
+        assert_eq!(
+            "slow-unavailable".parse::<Mode>(),
+            Err(ParseModeError::MissingDelay("slow-unavailable"))
+        );
         assert_eq!(
             "slow:fast".parse::<Mode>(),
             Err(ParseModeError::BadDuration("fast".into()))

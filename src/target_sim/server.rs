@@ -221,13 +221,20 @@ async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
     };
     match mode {
         Mode::Up => {}
-        Mode::Slow { delay } => {
+        Mode::Slow { delay } | Mode::SlowUnavailable { delay } => {
             let mut stop = sim.shared.shutdown.subscribe();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.wait_for(|s| *s) => {
                     return (StatusCode::SERVICE_UNAVAILABLE, "target-sim is shutting down\n").into_response();
                 }
+            }
+            if matches!(mode, Mode::SlowUnavailable { .. }) {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service unavailable (simulated)\n",
+                )
+                    .into_response();
             }
         }
         Mode::Unavailable => {
@@ -339,7 +346,7 @@ async fn state(State(sim): State<TargetSim>) -> Json<Value> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModeQuery {
-    /// The delay of `slow`.
+    /// The delay of `slow` or `slow-unavailable`.
     delay: Option<String>,
 }
 
@@ -350,12 +357,12 @@ async fn set_mode(
     Query(query): Query<ModeQuery>,
 ) -> Response {
     let text = match (name.as_str(), query.delay) {
-        ("slow", Some(delay)) => format!("slow:{delay}"),
+        (slow @ ("slow" | "slow-unavailable"), Some(delay)) => format!("{slow}:{delay}"),
         (_, None) => name,
         (other, Some(_)) => {
             return problem(
                 StatusCode::BAD_REQUEST,
-                format!("`delay` only applies to `slow`, not to `{other}`"),
+                format!("`delay` only applies to `slow` and `slow-unavailable`, not to `{other}`"),
             )
         }
     };
