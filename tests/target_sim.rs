@@ -301,6 +301,21 @@ async fn slow_answers_after_the_delay() {
 }
 
 #[tokio::test]
+async fn slow_unavailable_answers_503_after_the_delay_and_records_nothing() {
+    let sim = start().await;
+    let delay = Duration::from_millis(300);
+    sim.set_mode(Mode::SlowUnavailable { delay });
+    let started = Instant::now();
+    let response = send(&client(), &sim, "down-1").await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took >= delay, "answered after {took:?}");
+    assert_eq!(sim.attempts(), 1);
+    assert!(sim.received_ids().is_empty(), "{:?}", sim.received_ids());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn slow_times_out_a_client_with_a_shorter_deadline() {
     let sim = start().await;
     sim.set_mode(Mode::Slow {
