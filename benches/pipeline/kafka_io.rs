@@ -35,19 +35,23 @@ pub fn loader() -> FutureProducer {
 }
 
 /// Produces `n` requests of `size` bytes, spread evenly over the
-/// partitions, and waits until all are acknowledged.
+/// partitions, and waits until all are acknowledged. Each has a key of
+/// its own, or with `keys`, one of that many keys (`k0`, `k1`, …, in
+/// turn), each key on one partition.
 pub async fn produce(
     producer: &FutureProducer,
     topic: &str,
     partitions: i32,
     n: usize,
     size: usize,
+    keys: Option<usize>,
 ) {
     let mut pending = VecDeque::new();
     for i in 0..n {
-        let key = format!("k{i}");
+        let k = keys.map_or(i, |keys| i % keys.max(1));
+        let key = format!("k{k}");
         let payload = value(size);
-        let partition = (i % partitions as usize) as i32;
+        let partition = (k % partitions as usize) as i32;
         loop {
             let record = FutureRecord::to(topic)
                 .key(key.as_bytes())

@@ -39,8 +39,12 @@
 //! backlog, made smaller when a first, small replay shows that draining it
 //! would take longer than the budget), `SFWD_BENCH_LIVE_RATE`,
 //! `SFWD_BENCH_ACTIVATIONS`, `SFWD_BENCH_PROBES` (samples of the trigger's
-//! floor), `SFWD_BENCH_ROWS` (a comma-separated subset of
-//! `throughput,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file),
+//! floor), `SFWD_BENCH_HTTP_IN_FLIGHT`, `SFWD_BENCH_HTTP_KEYS`,
+//! `SFWD_BENCH_HTTP_LATENCY_MS` and `SFWD_BENCH_HTTP_WARMUP_S` (row 8: the
+//! cap of calls per partition, the keys, the target's latency, and a
+//! warm-up long enough for the adaptive limit to reach the cap),
+//! `SFWD_BENCH_ROWS` (a comma-separated subset of
+//! `throughput,http,replay,trigger`), `SFWD_BENCH_OUT` (the JSON file),
 //! `SFWD_BENCH_EXTRA_YAML` (top-level topology lines added to the
 //! benchmark's applications, to measure a setting's effect).
 //! `SFWD_BENCH_BROKER_PID`: the broker's process, for its CPU time.
@@ -89,6 +93,14 @@ pub struct Settings {
     pub activations: usize,
     /// Samples of the trigger's floor (two produce→consume hops).
     pub probes: usize,
+    /// Row 8: calls per partition at most, for sfwd and the fan-out.
+    pub http_in_flight: usize,
+    /// Row 8: the keys the requests cycle through.
+    pub http_keys: usize,
+    /// Row 8: how long the target takes to answer.
+    pub http_latency: std::time::Duration,
+    /// Row 8: seconds between a run's first output and its window.
+    pub http_warmup: f64,
     /// Which groups of rows run.
     pub groups: Vec<String>,
     /// Where the JSON report goes.
@@ -108,7 +120,7 @@ impl Settings {
                 .unwrap_or(default)
         };
         let groups = std::env::var("SFWD_BENCH_ROWS")
-            .unwrap_or_else(|_| "throughput,replay,trigger".into())
+            .unwrap_or_else(|_| "throughput,http,replay,trigger".into())
             .split(',')
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
@@ -148,6 +160,12 @@ impl Settings {
             live_rate: num("SFWD_BENCH_LIVE_RATE", 100) as u32,
             activations: num("SFWD_BENCH_ACTIVATIONS", 20).max(1),
             probes: num("SFWD_BENCH_PROBES", 30).max(1),
+            http_in_flight: num("SFWD_BENCH_HTTP_IN_FLIGHT", 64).clamp(1, 1024),
+            http_keys: num("SFWD_BENCH_HTTP_KEYS", 1000).max(1),
+            http_latency: std::time::Duration::from_millis(
+                num("SFWD_BENCH_HTTP_LATENCY_MS", 20) as u64
+            ),
+            http_warmup: secs("SFWD_BENCH_HTTP_WARMUP_S", 3.0),
             groups,
             out,
         }
@@ -171,6 +189,9 @@ async fn main() {
 
     if settings.runs("throughput") {
         rows::throughput(&settings, &mut report, &mut memory).await;
+    }
+    if settings.runs("http") {
+        rows::http_keys(&settings, &mut report, &mut memory).await;
     }
     if settings.runs("replay") {
         rows::replay(&settings, &mut report, &mut memory).await;

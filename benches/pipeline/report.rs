@@ -90,7 +90,7 @@ impl Goal {
 /// One line of the table.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Row number in the issue (1–7).
+    /// Row number in the issue (1–8).
     pub number: u8,
     /// What is measured, for people.
     pub measure: String,

@@ -1,10 +1,14 @@
 //! The rows of the table: throughput (1–4), replay (5), trigger to storing
-//! (6), memory (7); and the applications they run.
+//! (6), memory (7), HTTP calls in flight with `ordering: key` (8); and the
+//! applications they run.
 
+mod http_keys;
+mod lanes;
 mod replay;
 mod throughput;
 mod trigger;
 
+pub use http_keys::http_keys;
 pub use replay::replay;
 pub use throughput::throughput;
 pub use trigger::trigger;

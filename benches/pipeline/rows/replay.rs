@@ -152,7 +152,7 @@ impl Run<'_> {
             self.epoch = wait_state(&mut self.sfwd, "STORE", self.epoch, None).0;
         }
         let stored_from = kafka_io::highs(&stored, p);
-        kafka_io::produce(&self.loader, &requests, p, backlog, self.size).await;
+        kafka_io::produce(&self.loader, &requests, p, backlog, self.size, None).await;
         kafka_io::wait_outputs(&stored, &stored_from, backlog, WAIT);
         let boundary = kafka_io::highs(&requests, p);
         let from = kafka_io::highs(&output, p);
