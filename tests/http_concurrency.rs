@@ -150,7 +150,8 @@ async fn calls_of_different_keys_overlap_and_each_key_keeps_its_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_with_calls_in_flight_gives_one_failed_event_and_stores_the_rest_in_order() {
     let sim = start_target().await;
-    let app = keyed_app("http-keyed-outage", &sim);
+    // The per-request spans on: the trigger's log line carries its span.
+    let app = keyed_app("http-keyed-outage", &sim).logging("info,rdkafka=warn,sfwd::request=debug");
     common::create_topics(&[(&app.topic("get"), 1)]).await;
     let (mut a, base) = app.start_with_admin("a");
 

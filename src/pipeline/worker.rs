@@ -46,13 +46,19 @@ impl Job {
 
 /// The span of one live request: its source position, and, once known,
 /// its id, service and the outcome of its call (`ok`, `error`).
+///
+/// At DEBUG level under the target `sfwd::request`, so that it costs
+/// nothing unless asked for (`RUST_LOG=info,sfwd::request=debug`): a span
+/// the JSON log format keeps costs its fields' formatting with every
+/// request, several times the rest of a pass-through's own work.
 pub(super) fn request_span(
     topic: &str,
     partition: i32,
     offset: i64,
     request: Option<&Request>,
 ) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
+        target: "sfwd::request",
         parent: None,
         "request",
         topic = %topic,

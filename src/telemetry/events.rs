@@ -3,10 +3,12 @@
 //! Per-request events log at `trace` (the data path already logs what an
 //! operator needs at `info`); the counters are the aggregate view.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 
+use super::handles::Handles;
 use super::names;
 use crate::bindings::{Invocation, Request};
 use crate::control::{Command, ControlPoint, Mode, Outcome};
@@ -26,10 +28,14 @@ pub enum RequestOutcome {
     /// A sync request answered (with the target's answer or an error).
     AnsweredSync,
     /// Bad input, written to the failed-events topic before any invocation.
+    /// (Last: [`RequestOutcome::COUNT`] counts up to it.)
     Rejected,
 }
 
 impl RequestOutcome {
+    /// How many outcomes there are: each indexes an array of this length.
+    const COUNT: usize = RequestOutcome::Rejected as usize + 1;
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,15 +49,45 @@ impl RequestOutcome {
     }
 }
 
+/// [`names::REQUESTS_TOTAL`] by instance, service and operation, each
+/// outcome's registered when first counted.
+static REQUESTS: Handles<Arc<[OnceLock<Counter>; RequestOutcome::COUNT]>> = Handles::new();
+/// [`names::TARGET_CALL_SECONDS`] by instance, service and outcome.
+static TARGET_CALLS: Handles<Histogram> = Handles::new();
+/// [`names::STORED_TOTAL`] and [`names::REPLAYED_TOTAL`] by instance and
+/// control point.
+static STORED: Handles<Counter> = Handles::new();
+static REPLAYED: Handles<Counter> = Handles::new();
+
 fn count_request(instance: &str, service: &str, operation: &str, outcome: RequestOutcome) {
-    counter!(
-        names::REQUESTS_TOTAL,
-        "instance_id" => instance.to_string(),
-        "service" => service.to_string(),
-        "operation" => operation.to_string(),
-        "outcome" => outcome.as_str(),
-    )
-    .increment(1);
+    let by_outcome = REQUESTS.get(instance, service, operation, Arc::default);
+    by_outcome[outcome as usize]
+        .get_or_init(|| {
+            counter!(
+                names::REQUESTS_TOTAL,
+                "instance_id" => instance.to_string(),
+                "service" => service.to_string(),
+                "operation" => operation.to_string(),
+                "outcome" => outcome.as_str(),
+            )
+        })
+        .increment(1);
+}
+
+/// The counter of `handles` for `instance` and `control_point`.
+fn control_point_counter(
+    handles: &Handles<Counter>,
+    name: &'static str,
+    instance: &str,
+    control_point: &str,
+) -> Counter {
+    handles.get(instance, control_point, "", || {
+        counter!(
+            name,
+            "instance_id" => instance.to_string(),
+            "control_point" => control_point.to_string(),
+        )
+    })
 }
 
 /// A target invocation under way, from just before it starts: [`end`]
@@ -225,10 +261,11 @@ impl<'a> RequestStored<'a> {
             &r.operation,
             RequestOutcome::Stored,
         );
-        counter!(
+        control_point_counter(
+            &STORED,
             names::STORED_TOTAL,
-            "instance_id" => self.instance.to_string(),
-            "control_point" => self.control_point.to_string(),
+            self.instance,
+            self.control_point,
         )
         .increment(1);
     }
@@ -256,10 +293,11 @@ impl RequestReplayed<'_> {
             &r.operation,
             RequestOutcome::Replayed,
         );
-        counter!(
+        control_point_counter(
+            &REPLAYED,
             names::REPLAYED_TOTAL,
-            "instance_id" => self.instance.to_string(),
-            "control_point" => self.control_point.to_string(),
+            self.instance,
+            self.control_point,
         )
         .increment(1);
     }
@@ -368,13 +406,16 @@ impl TargetCalled<'_> {
     pub fn emit(self) {
         let outcome = if self.ok { "ok" } else { "error" };
         tracing::trace!(service = %self.service, outcome, elapsed_ms = self.elapsed.as_millis() as u64, "target called");
-        histogram!(
-            names::TARGET_CALL_SECONDS,
-            "instance_id" => self.instance.to_string(),
-            "service" => self.service.to_string(),
-            "outcome" => outcome,
-        )
-        .record(self.elapsed.as_secs_f64());
+        TARGET_CALLS
+            .get(self.instance, self.service, outcome, || {
+                histogram!(
+                    names::TARGET_CALL_SECONDS,
+                    "instance_id" => self.instance.to_string(),
+                    "service" => self.service.to_string(),
+                    "outcome" => outcome,
+                )
+            })
+            .record(self.elapsed.as_secs_f64());
     }
 }
 

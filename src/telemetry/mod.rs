@@ -20,6 +20,7 @@
 //! that label to every scraped series itself).
 
 pub mod events;
+mod handles;
 pub mod names;
 mod watch;
 

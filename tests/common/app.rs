@@ -21,6 +21,8 @@ pub struct App {
     /// The broker its instances use, when not the shared test broker
     /// (`SFWD_TEST_BOOTSTRAP`).
     pub bootstrap: Option<String>,
+    /// Its instances' `RUST_LOG`, when not the tests' default.
+    pub log: Option<String>,
 }
 
 impl App {
@@ -34,6 +36,7 @@ impl App {
             dir,
             topology,
             bootstrap: None,
+            log: None,
         }
     }
 
@@ -41,6 +44,13 @@ impl App {
     /// `bootstrap` (a test's own broker).
     pub fn on(mut self, bootstrap: &str) -> App {
         self.bootstrap = Some(bootstrap.to_string());
+        self
+    }
+
+    /// The same application, with `filter` as its instances' `RUST_LOG`
+    /// (e.g. to turn on the per-request spans, `sfwd::request=debug`).
+    pub fn logging(mut self, filter: &str) -> App {
+        self.log = Some(filter.to_string());
         self
     }
 
@@ -107,7 +117,13 @@ services:
 
     /// Starts an instance and waits until it is ready.
     pub fn start(&self, instance: &str) -> Sfwd {
-        let mut s = Sfwd::start_on(&self.bootstrap(), &self.topology, instance, self.dir.path());
+        let mut s = Sfwd::start_on(
+            &self.bootstrap(),
+            &self.topology,
+            instance,
+            self.dir.path(),
+            self.log.as_deref(),
+        );
         s.wait_ready();
         s
     }

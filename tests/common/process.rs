@@ -28,13 +28,21 @@ impl Sfwd {
     /// [`Sfwd::start`] with other options of `sfwd run` instead of
     /// `--admin-listen 127.0.0.1:0`.
     pub fn start_with(topology: &Path, instance: &str, dir: &Path, options: &[&str]) -> Sfwd {
-        Sfwd::spawn(&super::bootstrap(), topology, instance, dir, options)
+        Sfwd::spawn(&super::bootstrap(), topology, instance, dir, options, None)
     }
 
-    /// [`Sfwd::start`] against the broker at `bootstrap`.
-    pub fn start_on(bootstrap: &str, topology: &Path, instance: &str, dir: &Path) -> Sfwd {
+    /// [`Sfwd::start`] against the broker at `bootstrap`, with `log` as
+    /// its `RUST_LOG` when given (else `SFWD_TEST_RUST_LOG`, else
+    /// `info,rdkafka=warn`).
+    pub fn start_on(
+        bootstrap: &str,
+        topology: &Path,
+        instance: &str,
+        dir: &Path,
+        log: Option<&str>,
+    ) -> Sfwd {
         let options = ["--admin-listen", "127.0.0.1:0"];
-        Sfwd::spawn(bootstrap, topology, instance, dir, &options)
+        Sfwd::spawn(bootstrap, topology, instance, dir, &options, log)
     }
 
     fn spawn(
@@ -43,6 +51,7 @@ impl Sfwd {
         instance: &str,
         dir: &Path,
         options: &[&str],
+        log: Option<&str>,
     ) -> Sfwd {
         let data_dir: PathBuf = dir.join(instance);
         let wrapper = std::env::var("SFWD_TEST_WRAPPER").unwrap_or_default();
@@ -70,7 +79,10 @@ impl Sfwd {
             .env("SFWD_BOOTSTRAP", bootstrap)
             .env(
                 "RUST_LOG",
-                std::env::var("SFWD_TEST_RUST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
+                log.map(str::to_string).unwrap_or_else(|| {
+                    std::env::var("SFWD_TEST_RUST_LOG")
+                        .unwrap_or_else(|_| "info,rdkafka=warn".into())
+                }),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
