@@ -27,7 +27,7 @@
 //! partitions with nothing new stored, so a partition whose last stored
 //! offset went out in a commit nobody reported would wait for ever. The
 //! asks are therefore commits that report like the periodic ones (see
-//! `commit_reported` in the dispatcher), and the consumer's statistics,
+//! `commit_reported` in `consumer`), and the consumer's statistics,
 //! which carry librdkafka's own last committed offset of each partition,
 //! move [`Commits`] too ([`Commits::observed`]), should a report still be
 //! missed.

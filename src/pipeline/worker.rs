@@ -10,11 +10,12 @@ use std::sync::Arc;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 
+use super::consumer::PipelineContext;
 use super::in_flight::Calls;
 use super::outputs::OutputWindow;
 use super::route::request_id;
 use super::uncommitted::Uncommitted;
-use super::{Context, PipelineContext, PipelineError};
+use super::{Context, PipelineError};
 use crate::bindings::{invoke, Request, Target};
 use crate::control::{replay_key, Mode};
 use crate::records::SourcePosition;
