@@ -91,7 +91,12 @@ pub async fn run_pipeline(
     }
     let consumer: Arc<StreamConsumer<PipelineContext>> =
         Arc::new(consumer_config.create_with_context(context)?);
-    let topics = ctx.topology.request_topics();
+    let topics: Vec<&str> = ctx
+        .plan
+        .request_topics()
+        .iter()
+        .map(String::as_str)
+        .collect();
     consumer.subscribe(&topics)?;
     tracing::info!(topics = ?topics, "consuming requests");
 
@@ -121,36 +126,21 @@ pub async fn run_pipeline(
                 stopped: stopped.clone(),
             },
         );
-        let services: Vec<usize> = (0..ctx.topology.services.len())
-            .filter(|&i| {
-                ctx.topology.services[i]
-                    .operations()
-                    .any(|(_, o)| o.topic == p.0)
-            })
-            .collect();
-        let cps: Vec<String> = services
-            .iter()
-            .map(|&i| &ctx.topology.services[i])
-            .filter_map(|s| {
-                s.store_and_forward
-                    .as_ref()
-                    .map(|sf| sf.control_point.clone())
-            })
-            .collect();
+        let topic = ctx.plan.topic(&p.0);
         let worker = worker::Worker {
             ctx: ctx.clone(),
             topic: p.0.clone(),
             partition: p.1,
             window: outputs::OutputWindow::new(consumer.clone(), ctx.producer.clone(), &p.0, p.1),
-            needs_replay: cps.iter().cloned().collect(),
-            control_points: cps,
+            needs_replay: topic.control_points.iter().cloned().collect(),
+            control_points: topic.control_points.clone(),
             calls: Default::default(),
             throttles: Default::default(),
             delivered_ahead: Default::default(),
             uncommitted: uncommitted::Uncommitted::new(
                 &ctx.instance,
                 p,
-                uncommitted_bound(&ctx, &services),
+                uncommitted_bound(&ctx, &topic.services),
                 commits.clone(),
                 ask_commit(),
             ),

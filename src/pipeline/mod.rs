@@ -9,8 +9,10 @@
 //! their workers, which finish the record in hand and stop before the
 //! revocation completes, so the next owner starts after what was finished.
 //!
-//! Every worker shares one [`Context`] (`plan`): the instance's clients and
-//! the facts of the topology, worked out once at start.
+//! Every worker shares one [`Context`] (`plan`): the instance's clients,
+//! the targets, and the [`Plan`], the facts of the topology worked out
+//! once at start (retry policies, stored topics, the services and control
+//! points of each request topic) that the pipeline only reads.
 //!
 //! Inside a worker: `worker` routes and checks each record ([`route`]) and
 //! carries out what [`decide`] says of it (store, invoke, fail, trigger;
@@ -44,7 +46,7 @@ mod writes;
 
 pub use dispatch::run_pipeline;
 pub use outputs::OutputError;
-pub use plan::{Context, ReplayPlan};
+pub use plan::{Context, Plan, ReplayPlan};
 pub use readers::{ReplayReader, ReplayReaders};
 pub use replay::redelivery_bound;
 
