@@ -42,11 +42,7 @@ impl ClientContext for PipelineContext {
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked: Vec<Partition> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
+            let revoked = partitions(tpl);
             let stops: Vec<WorkerStop> = {
                 let mut workers = self.workers.lock().unwrap();
                 revoked.iter().filter_map(|p| workers.remove(p)).collect()
@@ -64,11 +60,7 @@ impl ConsumerContext for PipelineContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let assigned: Vec<Partition> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
+            let assigned = partitions(tpl);
             tracing::info!(partitions = ?assigned, "partitions assigned");
             let _ = self.assigned.send(assigned);
         }
@@ -77,6 +69,14 @@ impl ConsumerContext for PipelineContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         self.commits.reported(&result, offsets);
     }
+}
+
+/// The partitions of `tpl`.
+fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 /// Asks librdkafka to commit the stored offsets now, without waiting, and
