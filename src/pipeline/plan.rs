@@ -263,3 +263,6 @@ impl Context {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
