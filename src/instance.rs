@@ -208,10 +208,14 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
         tracing::info!(control_point = %cp.name, mode = %cp.mode, epoch = cp.epoch, replaying = cp.replaying, "control point at start");
     }
     tracing::info!(instance = %instance, "ready");
-    let replays = pipeline::ReplayPlan::for_topology(&topology, &topics.request_partitions);
+    let plan = pipeline::Plan::new(
+        &topology,
+        &topics.request_partitions,
+        &topics.stored_partitions,
+    );
 
     {
-        let replay_done = replay_done_check(replays.clone(), table.clone());
+        let replay_done = replay_done_check(plan.replays.clone(), table.clone());
         let settings = control::WriterSettings {
             consumer: kafka::control_writer_config(
                 &base,
@@ -247,7 +251,6 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
             publisher: publisher.clone(),
             producer: producer.clone(),
             instance: instance.clone(),
-            stored_partitions: topics.stored_partitions.clone(),
             reader_config: kafka::reader_config(&base, &instance, "replay-progress"),
             replay_readers: pipeline::ReplayReaders::new(
                 kafka::replay_reader_config(&base, &instance),
@@ -260,13 +263,8 @@ pub async fn run(options: Options, shutdown: ShutdownTrigger) -> anyhow::Result<
                     .set("max.in.flight.requests.per.connection", "5");
                 c
             }),
-            source_partitions: topology
-                .services
-                .iter()
-                .map(|s| s.source_partitions(&topics.request_partitions).len())
-                .collect(),
             topology: topology.clone(),
-            replays,
+            plan,
         });
         let mut config = kafka::group_consumer_config(&base, &topology.application, &instance);
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);

@@ -218,7 +218,7 @@ impl Worker {
                 attempts: 1,
             },
             Err(failure) => {
-                let retry = ctx.topology.services[job.service].retry;
+                let retry = ctx.plan.service(job.service).retry;
                 retry_after(&ctx.targets[job.service], retry, &job.request, failure).await
             }
         };

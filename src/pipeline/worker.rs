@@ -10,11 +10,12 @@ use std::sync::Arc;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 
+use super::consumer::PipelineContext;
 use super::in_flight::Calls;
 use super::outputs::OutputWindow;
 use super::route::request_id;
 use super::uncommitted::Uncommitted;
-use super::{Context, PipelineContext, PipelineError};
+use super::{Context, PipelineError};
 use crate::bindings::{invoke, Request, Target};
 use crate::control::{replay_key, Mode};
 use crate::records::SourcePosition;
@@ -210,11 +211,9 @@ impl Worker {
                 // Whatever the topic or the operation header tells of where
                 // the record was going, so that the failed event can be
                 // found by service, operation and control point.
-                let service = rejection.service.map(|i| &ctx.topology.services[i]);
+                let service = rejection.service.map(|i| ctx.plan.service(i));
                 let (interface, operation) = rejection.operation.clone().unwrap_or_default();
-                let cp = service
-                    .and_then(|s| s.store_and_forward.as_ref())
-                    .map(|sf| sf.control_point.as_str());
+                let cp = service.and_then(|s| s.control_point.as_deref());
                 tracing::info!(topic = %self.topic, partition = self.partition, offset, reason = rejection.reason.as_str(), detail = %rejection.detail, service = service.map_or("", |s| s.name.as_str()), operation = %operation, "bad input sent to the failed events");
                 let request = Request {
                     request_id,
@@ -241,7 +240,7 @@ impl Worker {
                 return Ok(self.window.push(offset, Some(out)).await?);
             }
         };
-        let service = &ctx.topology.services[route.service];
+        let service = ctx.plan.service(route.service);
         tracing::Span::current().record("service", service.name.as_str());
         let job = Job {
             offset,
@@ -258,10 +257,9 @@ impl Worker {
             },
             source,
         };
-        let Some(sf) = &service.store_and_forward else {
+        let Some(cp) = service.control_point.clone() else {
             return self.forward_plain(job).await;
         };
-        let cp = sf.control_point.clone();
         let progress = ctx
             .table
             .replay_progress(&replay_key(&cp, &self.topic, self.partition));
@@ -306,8 +304,8 @@ impl Worker {
             self.throttle(&job).await;
             let request = &job.request;
             let call = telemetry::TargetCall::start(&ctx.instance, request);
-            let service = &ctx.topology.services[job.service];
-            let invocation = invoke(&ctx.targets[job.service], service.retry, request).await;
+            let retry = ctx.plan.service(job.service).retry;
+            let invocation = invoke(&ctx.targets[job.service], retry, request).await;
             call.end(&invocation, job.sync);
             match self.outcome(job, &cp, &state, invocation).await? {
                 Flow::Done => return Ok(()),
@@ -320,7 +318,7 @@ impl Worker {
     pub(super) async fn throttle(&mut self, job: &Job) {
         if let Target::Http(http) = &self.ctx.targets[job.service] {
             if let Some(rate) = http.rate() {
-                let partitions = self.ctx.source_partitions[job.service];
+                let partitions = self.ctx.plan.service(job.service).source_partitions;
                 self.throttles.wait(job.service, rate, partitions).await;
             }
         }
@@ -336,8 +334,8 @@ impl Worker {
         self.settle_calls().await?;
         self.throttle(&job).await;
         let call = telemetry::TargetCall::start(&ctx.instance, &job.request);
-        let service = &ctx.topology.services[job.service];
-        let invocation = invoke(&ctx.targets[job.service], service.retry, &job.request).await;
+        let retry = ctx.plan.service(job.service).retry;
+        let invocation = invoke(&ctx.targets[job.service], retry, &job.request).await;
         call.end(&invocation, job.sync);
         self.plain_outcome(job, invocation).await
     }

@@ -44,10 +44,10 @@ impl Worker {
                 .map(crate::control::trigger_to_record),
             instance: ctx.instance.clone(),
         };
-        let partitions = ctx.stored_partitions.get(cp).copied().unwrap_or(1).max(1);
+        let stored = ctx.plan.control_point(cp);
         Output {
-            topic: ctx.topology.stored_topic(cp),
-            partition: Some(self.partition % partitions),
+            topic: stored.stored_topic.clone(),
+            partition: Some(self.partition % stored.stored_partitions),
             key: request.key,
             payload: record.encode().expect("a stored request always encodes"),
             headers: vec![(
@@ -112,7 +112,7 @@ impl Worker {
     /// The failed-events record of `event`, without counting it.
     pub(super) fn failed_record(&self, event: &FailedEvent) -> Output {
         Output {
-            topic: self.ctx.topology.failed_topic(),
+            topic: self.ctx.plan.failed_topic().to_string(),
             partition: None,
             key: Some(event.request_id.clone().into_bytes()),
             payload: event.encode().expect("a failed event always encodes"),

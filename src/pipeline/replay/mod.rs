@@ -73,31 +73,24 @@ impl Worker {
             writes: VecDeque::new(),
             window: PROGRESS_WINDOW,
         };
-        let stored_topic = ctx.topology.stored_topic(cp);
-        let stored_partition =
-            self.partition % ctx.stored_partitions.get(cp).copied().unwrap_or(1).max(1);
+        let stored = ctx.plan.control_point(cp);
+        let stored_topic = &stored.stored_topic;
+        let stored_partition = self.partition % stored.stored_partitions;
 
         let (low, high) = ctx
             .replay_readers
-            .watermarks(&stored_topic, stored_partition)?;
+            .watermarks(stored_topic, stored_partition)?;
         let mut next = before.next_offset.max(low);
         progress.now.next_offset = next;
         let mut stopped = None;
         let mut delivered = 0usize;
-        let plan = ctx.replays.get(cp).cloned();
+        let plan = ctx.plan.replays.get(cp).cloned();
         let mut pacer = plan.map(|p| Pacer::new(p.policy, p.partitions));
         // Calls to a Kafka target out at once (1 for other targets).
-        let in_flight = ctx
-            .topology
+        let in_flight = stored
             .services
             .iter()
-            .zip(&ctx.targets)
-            .filter(|(s, _)| {
-                s.store_and_forward
-                    .as_ref()
-                    .is_some_and(|sf| sf.control_point == cp)
-            })
-            .map(|(_, t)| match t {
+            .map(|&i| match &ctx.targets[i] {
                 Target::Kafka(k) => k.in_flight(),
                 Target::Http(_) => 1,
             })
@@ -122,7 +115,7 @@ impl Worker {
             );
             let reader = ctx
                 .replay_readers
-                .open(&stored_topic, stored_partition, next)?;
+                .open(stored_topic, stored_partition, next)?;
             // The last replay stopped without finishing: the first records
             // may have been delivered before its progress was written.
             let window = if self.window.is_transactional() {
@@ -210,7 +203,7 @@ impl Worker {
                 let redelivery = possible_redeliveries > 0;
                 possible_redeliveries = possible_redeliveries.saturating_sub(1);
                 let request = replayed_request(&record, redelivery);
-                let service = ctx.topology.service_index(&record.service);
+                let service = ctx.plan.service_index(&record.service);
                 let kafka = match service.map(|i| (i, &ctx.targets[i])) {
                     Some((i, Target::Kafka(k))) if in_flight > 1 => Some((i, k)),
                     _ => None,

@@ -89,14 +89,14 @@ impl Worker {
     ) -> Result<(), PipelineError> {
         let ctx = self.ctx.clone();
         let payload = serde_json::to_vec(&progress.now).expect("plain struct");
-        let topic = ctx.topology.replay_topic();
+        let topic = ctx.plan.replay_topic();
         progress.unwritten = 0;
         progress.written_at = std::time::Instant::now();
         if self.window.is_transactional() {
             // In the partition's transaction, with the outputs it covers.
             self.window
                 .write_in_transaction(super::super::outputs::Output {
-                    topic,
+                    topic: topic.to_string(),
                     partition: Some(0),
                     key: Some(progress.key.as_bytes().to_vec()),
                     payload,
@@ -107,7 +107,7 @@ impl Worker {
             return Ok(());
         }
         loop {
-            let record = FutureRecord::to(&topic)
+            let record = FutureRecord::to(topic)
                 .key(&progress.key)
                 .partition(0)
                 .payload(&payload);

@@ -41,7 +41,7 @@ impl Worker {
                 attempts: 1,
             },
             Err(f) => {
-                let retry = ctx.topology.services[service].retry;
+                let retry = ctx.plan.service(service).retry;
                 retry_after(&ctx.targets[service], retry, &request, f).await
             }
         };
@@ -116,7 +116,7 @@ impl Worker {
                 .await;
         };
         let call = telemetry::TargetCall::start(&ctx.instance, &request);
-        let retry = ctx.topology.services[service].retry;
+        let retry = ctx.plan.service(service).retry;
         let invocation = invoke(&ctx.targets[service], retry, &request).await;
         call.end_replay(&invocation, cp);
         self.replay_outcome(cp, service, record, request, state, offset, invocation)
@@ -137,7 +137,7 @@ impl Worker {
         invocation: Invocation,
     ) -> Result<Step, PipelineError> {
         let ctx = self.ctx.clone();
-        let service = &ctx.topology.services[service_index];
+        let retry = ctx.plan.service(service_index).retry;
         let (mut state, mut invocation) = (state, invocation);
         loop {
             let failure = match invocation.result {
@@ -145,6 +145,7 @@ impl Worker {
                 Err(f) => f,
             };
             let on_overload = ctx
+                .plan
                 .replays
                 .get(cp)
                 .map(|plan| plan.policy.on_overload)
@@ -219,7 +220,7 @@ impl Worker {
                 Settle::CallAgain => {
                     state = ctx.table.get(cp);
                     let call = telemetry::TargetCall::start(&ctx.instance, &request);
-                    invocation = invoke(&ctx.targets[service_index], service.retry, &request).await;
+                    invocation = invoke(&ctx.targets[service_index], retry, &request).await;
                     call.end_replay(&invocation, cp);
                 }
                 Settle::FailAsTrigger => unreachable!("handled above"),

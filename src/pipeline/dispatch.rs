@@ -1,0 +1,293 @@
+//! The dispatcher: it owns the request consumer and hands each record to
+//! its partition's worker, starting a worker when a partition is assigned
+//! or first heard of, holding records a worker cannot take yet and pausing
+//! the partition when they pile up; at shutdown it stops every worker and
+//! commits what they finished.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::consumer::{commit_reported, PipelineContext, WorkerStop};
+use super::{outputs, uncommitted, worker, Context, Partition, PipelineError};
+use crate::bindings::Target;
+use crate::shutdown::{self, Shutdown};
+
+/// A partition's worker, as the dispatcher holds it.
+struct Handle {
+    tx: mpsc::Sender<OwnedMessage>,
+    /// The worker task; a later worker of the same partition waits for it.
+    task: tokio::task::JoinHandle<()>,
+    /// Records the worker could not take yet, oldest first.
+    overflow: VecDeque<OwnedMessage>,
+    /// Bytes held in `overflow` (see [`held_bytes`]).
+    overflow_bytes: usize,
+}
+
+/// Per-partition queue length of a worker.
+const QUEUE: usize = 256;
+
+/// Bytes of records a partition may hold beyond its worker's queue before
+/// it is paused. Pausing drops what the consumer has already fetched for
+/// the partition, and resuming fetches it again; holding about one fetch
+/// (`max.partition.fetch.bytes`, 1 MiB by default) first keeps a slow
+/// worker's partition from being fetched many times over.
+const OVERFLOW_BYTES: usize = 1 << 20;
+
+/// What a record held in an overflow counts for: its key and value, plus
+/// a little for the rest.
+fn held_bytes(m: &OwnedMessage) -> usize {
+    64 + m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)
+}
+
+/// The redelivery bound of a partition read by `services` (indices into
+/// the topology): `limits.max_uncommitted_records`, plus the calls a Kafka
+/// binding among them keeps in flight (uncommitted by design); none with
+/// `kafka.exactly_once`, whose transactions commit offsets with outputs.
+fn uncommitted_bound(ctx: &Context, services: &[usize]) -> Option<uncommitted::Bound> {
+    if ctx.exactly_once.is_some() {
+        return None;
+    }
+    let limits = &ctx.topology.limits;
+    let in_flight = services
+        .iter()
+        .filter_map(|&i| match &ctx.targets[i] {
+            Target::Kafka(t) if t.in_flight() > 1 => Some(t.in_flight()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    Some(uncommitted::Bound {
+        records: usize::try_from(limits.max_uncommitted_records).unwrap_or(usize::MAX),
+        in_flight,
+        age: limits.max_uncommitted_age,
+    })
+}
+
+/// Runs the pipeline until shutdown. `consumer_config` must have the
+/// application's `group.id`.
+pub async fn run_pipeline(
+    ctx: Arc<Context>,
+    consumer_config: ClientConfig,
+    mut stop: Shutdown,
+) -> Result<(), PipelineError> {
+    let workers: Arc<Mutex<HashMap<Partition, WorkerStop>>> = Arc::default();
+    let commits: Arc<uncommitted::Commits> = Arc::default();
+    let (assigned_tx, mut assigned_rx) = mpsc::unbounded_channel();
+    let context = PipelineContext {
+        workers: workers.clone(),
+        assigned: assigned_tx,
+        commits: commits.clone(),
+    };
+    let mut consumer_config = consumer_config;
+    if ctx.exactly_once.is_some() {
+        // Offsets are committed in each partition's transactions.
+        consumer_config.set("enable.auto.commit", "false");
+    }
+    let consumer: Arc<StreamConsumer<PipelineContext>> =
+        Arc::new(consumer_config.create_with_context(context)?);
+    let topics: Vec<&str> = ctx
+        .plan
+        .request_topics()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(topics = ?topics, "consuming requests");
+
+    let mut handles: HashMap<Partition, Handle> = HashMap::new();
+    // Partitions with records in their overflow, and those of them paused.
+    let mut backlogged: HashSet<Partition> = HashSet::new();
+    let mut paused: HashSet<Partition> = HashSet::new();
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(Partition, PipelineError)>();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let ask_commit = {
+        let consumer = consumer.clone();
+        move || -> uncommitted::AskCommit {
+            let consumer = consumer.clone();
+            Box::new(move || commit_reported(consumer.client()))
+        }
+    };
+    let spawn = |p: &Partition, handles: &mut HashMap<Partition, Handle>| {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (trigger, listener) = shutdown::channel();
+        let stopped = Arc::new((Mutex::new(false), Condvar::new()));
+        workers.lock().unwrap().insert(
+            p.clone(),
+            WorkerStop {
+                trigger,
+                stopped: stopped.clone(),
+            },
+        );
+        let topic = ctx.plan.topic(&p.0);
+        let worker = worker::Worker {
+            ctx: ctx.clone(),
+            topic: p.0.clone(),
+            partition: p.1,
+            window: outputs::OutputWindow::new(consumer.clone(), ctx.producer.clone(), &p.0, p.1),
+            needs_replay: topic.control_points.iter().cloned().collect(),
+            control_points: topic.control_points.clone(),
+            calls: Default::default(),
+            throttles: Default::default(),
+            delivered_ahead: Default::default(),
+            uncommitted: uncommitted::Uncommitted::new(
+                &ctx.instance,
+                p,
+                uncommitted_bound(&ctx, &topic.services),
+                commits.clone(),
+                ask_commit(),
+            ),
+            stop: listener,
+        };
+        let failed = failed_tx.clone();
+        let partition = p.clone();
+        // A partition revoked and assigned again must not have two workers:
+        // the new one starts when the last one has finished.
+        let previous = handles.remove(p).map(|h| h.task);
+        let task = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let result = worker.run(rx).await;
+            {
+                let (lock, cvar) = &*stopped;
+                *lock.lock().unwrap() = true;
+                cvar.notify_all();
+            }
+            match result {
+                Ok(()) | Err(PipelineError::Stopped) => {}
+                Err(e) => {
+                    let _ = failed.send((partition, e));
+                }
+            }
+        });
+        handles.insert(
+            p.clone(),
+            Handle {
+                tx,
+                task,
+                overflow: VecDeque::new(),
+                overflow_bytes: 0,
+            },
+        );
+    };
+
+    let result = loop {
+        tokio::select! {
+            _ = stop.wait() => break Ok(()),
+            Some((p, e)) = failed_rx.recv() => {
+                tracing::error!(topic = %p.0, partition = p.1, error = %e, "a partition stopped; stopping so that nothing is lost");
+                break Err(e);
+            }
+            Some(assigned) = assigned_rx.recv() => {
+                // Start the workers now, so that a partition without new
+                // records still replays its stored requests.
+                for p in assigned {
+                    let live = workers.lock().unwrap().contains_key(&p);
+                    if !live {
+                        spawn(&p, &mut handles);
+                    }
+                }
+            }
+            _ = tick.tick(), if !backlogged.is_empty() => {
+                let mut resume = TopicPartitionList::new();
+                for p in backlogged.clone() {
+                    let Some(h) = handles.get_mut(&p) else {
+                        backlogged.remove(&p);
+                        paused.remove(&p);
+                        continue;
+                    };
+                    while let Some(m) = h.overflow.pop_front() {
+                        let bytes = held_bytes(&m);
+                        match h.tx.try_send(m) {
+                            Ok(()) => h.overflow_bytes -= bytes,
+                            Err(mpsc::error::TrySendError::Full(m)) => {
+                                h.overflow.push_front(m);
+                                break;
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                h.overflow.clear();
+                                h.overflow_bytes = 0;
+                            }
+                        }
+                    }
+                    if h.overflow.is_empty() {
+                        backlogged.remove(&p);
+                        if paused.remove(&p) {
+                            resume.add_partition(&p.0, p.1);
+                        }
+                    }
+                }
+                if resume.count() > 0 {
+                    if let Err(e) = consumer.resume(&resume) {
+                        tracing::debug!(error = %e, "resume");
+                    }
+                }
+            }
+            message = consumer.recv() => {
+                let m = match message {
+                    Ok(m) => m.detach(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "request consumer");
+                        continue;
+                    }
+                };
+                let p = (m.topic().to_string(), m.partition());
+                let live = workers.lock().unwrap().contains_key(&p);
+                if !live {
+                    spawn(&p, &mut handles);
+                }
+                let h = handles.get_mut(&p).expect("spawned");
+                let m = if h.overflow.is_empty() {
+                    match h.tx.try_send(m) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => continue,
+                        Err(mpsc::error::TrySendError::Full(m)) => m,
+                    }
+                } else {
+                    m
+                };
+                h.overflow_bytes += held_bytes(&m);
+                h.overflow.push_back(m);
+                backlogged.insert(p.clone());
+                if h.overflow_bytes > OVERFLOW_BYTES && !paused.contains(&p) {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&p.0, p.1);
+                    if let Err(e) = consumer.pause(&tpl) {
+                        tracing::debug!(error = %e, "pause");
+                    }
+                    paused.insert(p);
+                }
+            }
+        }
+    };
+
+    // Stop every worker, let each store what it finished, commit, leave.
+    let stops: Vec<WorkerStop> = workers.lock().unwrap().drain().map(|(_, s)| s).collect();
+    for s in &stops {
+        s.trigger.fire();
+    }
+    drop(handles);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for s in stops {
+        loop {
+            if *s.stopped.0.lock().unwrap() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    if ctx.exactly_once.is_none() {
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final commit");
+        }
+    }
+    consumer.unsubscribe();
+    result
+}
