@@ -144,7 +144,7 @@ impl Settings {
                 .unwrap_or(default)
         };
         Settings {
-            records: num("SFWD_BENCH_RECORDS", 50_000),
+            records: num("SFWD_BENCH_RECORDS", 150_000),
             warmup: secs("SFWD_BENCH_WARMUP_S", 0.5),
             window: secs("SFWD_BENCH_WINDOW_S", 3.0),
             reps: num("SFWD_BENCH_REPS", 3).max(1),
