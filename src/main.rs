@@ -11,7 +11,9 @@ mod cli;
 /// freeing the buffers of every request (its record, headers, the copy
 /// produced) took about a third of a Kafka pass-through's CPU, in
 /// consolidating and unlinking free chunks, and its per-thread arenas held
-/// on to memory under load (README, "Benchmarks").
+/// on to memory under load (README, "Benchmarks"). Built without asking
+/// for transparent huge pages (`no_thp`): with them, an idle instance took
+/// 57 MB instead of 42, and a replaying one 220 MB instead of 173.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
