@@ -318,3 +318,68 @@ async fn a_rate_cap_holds_the_calls_of_every_partition_together_to_it() {
     );
     assert!(sim.duplicates().is_empty());
 }
+
+/// Produces requests `from..from + n` with key `k<i mod KEYS>`, each key
+/// on one of `partitions`, all sent before any is awaited.
+async fn produce_spread(app: &App, partitions: i32, from: usize, n: usize) {
+    let producer = common::producer();
+    let topic = app.topic("get");
+    let sends = (from..from + n).map(|i| {
+        let (producer, topic) = (&producer, &topic);
+        async move {
+            let k = i % KEYS;
+            let key = format!("k{k}");
+            common::produce(
+                producer,
+                topic,
+                Some((k % partitions as usize) as i32),
+                Some(key.as_bytes()),
+                Some(b"{}"),
+                &[],
+            )
+            .await
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_out_across_partitions_keep_their_connections_between_bursts() {
+    let sim = start_target().await;
+    sim.set_mode(Mode::Slow {
+        delay: Duration::from_millis(20),
+    });
+    // Together the partitions have far more calls out than one
+    // partition's `in_flight`: the target's connection pool is shared.
+    let partitions = 12;
+    let burst = 4800;
+    let app = keyed_app_with("http-keyed-pool", &sim, partitions, "");
+    common::create_topics(&[(&app.topic("get"), partitions)]).await;
+    produce_spread(&app, partitions, 0, burst).await;
+    let _a = app.start_assigned("a");
+    sim.wait_for(burst, Duration::from_secs(120))
+        .await
+        .expect("the first burst reaches the target");
+    let first = sim.most_concurrent();
+    assert!(
+        first > IN_FLIGHT as u64,
+        "the partitions together had more calls out than one partition's in_flight: {first}"
+    );
+
+    // Every call has ended: the connections are idle. A second burst
+    // finds them open (the pool keeps idle connections for 4 s).
+    sim.reset();
+    produce_spread(&app, partitions, burst, burst).await;
+    sim.wait_for(burst, Duration::from_secs(120))
+        .await
+        .expect("the second burst reaches the target");
+    let (second, opened) = (sim.most_concurrent(), sim.connections());
+    eprintln!(
+        "calls at once: {first}, then {second}; connections opened for the second burst: {opened}"
+    );
+    assert!(
+        opened <= second.saturating_sub(first) + 24,
+        "{opened} connections opened for a burst of {second} calls at once after one of {first}: \
+         idle connections were closed between the bursts"
+    );
+}

@@ -86,8 +86,6 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 /// of common servers (Node.js, many proxies use more), so a request is not
 /// sent on a connection the server is closing, which would fail as `Io`.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-/// Most idle pooled connections kept per host.
-const POOL_MAX_IDLE_PER_HOST: usize = 32;
 
 /// An HTTP binding that cannot be used as written.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +173,10 @@ impl HttpTarget {
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST.max(binding.in_flight as usize))
+            // Every idle connection is kept (until the idle timeout): a
+            // service's target is shared by all its source partitions, each
+            // with up to `in_flight` calls out, and a cap below that closed
+            // connections after each call and opened new ones for the next.
             .tcp_nodelay(true)
             .user_agent(concat!("sfwd/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -35,7 +35,7 @@
 //!
 //! | endpoint | what it does |
 //! |---|---|
-//! | `GET /_sim/state` | `{"mode":"up","listening":true,"received":3,"attempts":4,"most_concurrent":2}`: `most_concurrent` is the most requests it was answering at once |
+//! | `GET /_sim/state` | `{"mode":"up","listening":true,"received":3,"attempts":4,"most_concurrent":2,"connections":1}`: `most_concurrent` is the most requests it was answering at once, `connections` the connections it accepted |
 //! | `POST /_sim/mode/{mode}` | sets the mode (`up`, `unavailable`, `refuse`, `error500`, `bad-request`, `slow?delay=2s` or `slow:2s`, `slow-unavailable:2s`); answers once the listener has followed (closed for `refuse`, bound again otherwise), with `{"mode":…,"previous":…}` |
 //! | `GET /_sim/received` | the request ids received, in order (`null` for a request without one) |
 //! | `GET /_sim/duplicates` | `[{"request_id":…,"count":…}]`, ids received more than once |
@@ -144,6 +144,8 @@ struct Shared {
     /// Requests being answered now, and the most there ever were at once.
     open: AtomicU64,
     most_open: AtomicU64,
+    /// Connections accepted on the main port.
+    connections: Arc<AtomicU64>,
 }
 
 impl TargetSim {
@@ -176,6 +178,7 @@ impl TargetSim {
                 attempts: AtomicU64::new(0),
                 open: AtomicU64::new(0),
                 most_open: AtomicU64::new(0),
+                connections: Arc::default(),
             }),
         };
         let shown = control_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -291,6 +294,13 @@ impl TargetSim {
         self.shared.most_open.load(Ordering::Relaxed)
     }
 
+    /// How many connections the main port accepted: a client that keeps
+    /// its connections open makes about as many as it has calls out at
+    /// once, however many calls it makes.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
     /// Waits until at least `n` requests have been answered `2xx`; on
     /// timeout returns those received so far.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<(), Vec<Received>> {
@@ -332,6 +342,7 @@ impl TargetSim {
         received.clear();
         self.shared.attempts.store(0, Ordering::Relaxed);
         self.shared.most_open.store(0, Ordering::Relaxed);
+        self.shared.connections.store(0, Ordering::Relaxed);
         self.shared.received_count.send_replace(0);
         info!("target-sim records reset");
     }

@@ -11,7 +11,8 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -73,6 +74,7 @@ pub(super) async fn supervise(sim: TargetSim, first: TcpListener, control: Optio
             let generation = Generation {
                 listener: Some(bound),
                 closed: Some(closed_tx),
+                accepted: shared.connections.clone(),
             };
             let stop = async move {
                 let _ = stop_rx.await;
@@ -152,6 +154,8 @@ where
 struct Generation {
     listener: Option<TcpListener>,
     closed: Option<oneshot::Sender<()>>,
+    /// Counts the connections accepted.
+    accepted: Arc<AtomicU64>,
 }
 
 impl Listener for Generation {
@@ -163,7 +167,9 @@ impl Listener for Generation {
             .listener
             .as_mut()
             .expect("a generation's listener is only taken when it is dropped");
-        Listener::accept(listener).await
+        let accepted = Listener::accept(listener).await;
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        accepted
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -339,6 +345,7 @@ async fn state(State(sim): State<TargetSim>) -> Json<Value> {
         "received": sim.shared.received_count.borrow().to_owned(),
         "attempts": sim.attempts(),
         "most_concurrent": sim.most_concurrent(),
+        "connections": sim.connections(),
     }))
 }
 
