@@ -51,7 +51,7 @@ impl Job {
 /// At DEBUG level under the target `sfwd::request`, so that it costs
 /// nothing unless asked for (`RUST_LOG=info,sfwd::request=debug`): a span
 /// the JSON log format keeps costs its fields' formatting with every
-/// request, several times the rest of a pass-through's own work.
+/// request: as much as the rest of a Kafka pass-through's own work.
 pub(super) fn request_span(
     topic: &str,
     partition: i32,

@@ -84,7 +84,7 @@ impl Memory {
                 .collect();
             row.goal = Some(Goal::Below(200.0));
             row.note = Some(format!(
-                "VmHWM of {} instances at the end of their loaded runs (rows 2, 3, 4, 5); \
+                "VmHWM of {} instances at the end of their loaded runs (rows 2–5 and 8); \
                  largest per run: {}",
                 self.peak_mb.len(),
                 runs.join(", ")
