@@ -15,44 +15,14 @@
 use sfwd::target_sim::{Mode, TargetSim};
 
 use super::lanes::{keyed_lane, lane, Bench, Sample, Side};
-use super::{app_topics, http_target, Memory};
+use super::{app_topics, http_app_with, http_target, Memory};
 use crate::common;
-use crate::common::app::App;
 use crate::kafka_io;
 use crate::report::{median, Cpu, Goal, Report, Row};
 use crate::Settings;
 
 /// Value size of the requests, in bytes.
 const SIZE: usize = 100;
-
-/// An application whose one service calls `sim` with `binding` settings
-/// added to its `http` block (e.g. `in_flight: 64, ordering: key`).
-async fn app(prefix: &str, partitions: i32, sim: &TargetSim, binding: &str) -> App {
-    let url = sim.url("/svc");
-    let binding = binding.to_string();
-    let app = App::new(prefix, move |name| {
-        format!(
-            r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: {partitions} }}
-services:
-  svc:
-    binding:
-      http: {{ url: "{url}", timeout: 5s, {binding} }}
-      interaction: async
-    store_and_forward: {{ control_point: Svc }}
-    interfaces:
-      I: {{ operations: {{ op: {{ topic: {name}.requests }} }} }}
-"#
-        )
-    });
-    common::create_topics(&[
-        (&app.topic("requests"), partitions),
-        (&app.topic("fanout"), partitions),
-    ])
-    .await;
-    app
-}
 
 /// Row 8, `reps` times, the lanes interleaved.
 pub async fn http_keys(s: &Settings, report: &mut Report, memory: &mut Memory) {
@@ -64,14 +34,15 @@ pub async fn http_keys(s: &Settings, report: &mut Report, memory: &mut Memory) {
     });
     let p = s.partitions;
     let cap = s.http_in_flight;
-    let keyed = app(
+    let keyed = http_app_with(
         "bench-keyed",
         p,
         &sim,
         &format!("in_flight: {cap}, ordering: key"),
+        "fanout",
     )
     .await;
-    let one = app("bench-one-call", p, &sim, "").await;
+    let one = http_app_with("bench-one-call", p, &sim, "", "fanout").await;
     let target = http_target(&keyed);
     let bench = Bench {
         s,
@@ -168,7 +139,7 @@ pub async fn http_keys(s: &Settings, report: &mut Report, memory: &mut Memory) {
     }
     let mut topics = app_topics(&keyed);
     topics.extend(app_topics(&one));
-    topics.push(keyed.topic("fanout"));
+    topics.extend([keyed.topic("fanout"), one.topic("fanout")]);
     kafka_io::delete_topics(&topics).await;
     sim.shutdown().await;
 }

@@ -140,10 +140,25 @@ services:
 }
 
 /// An application whose one service calls `sim` over HTTP, with store and
-/// forward on control point `Svc`.
+/// forward on control point `Svc`; its request topic and `<app>.naive`
+/// (the naive loop's) are created.
 pub(crate) async fn http_app(prefix: &str, partitions: i32, sim: &TargetSim) -> App {
+    http_app_with(prefix, partitions, sim, "", "naive").await
+}
+
+/// [`http_app`] with `binding` settings added to the `http` block (e.g.
+/// `in_flight: 64, ordering: key`) and `<app>.<baseline>` as the
+/// baseline's request topic.
+pub(crate) async fn http_app_with(
+    prefix: &str,
+    partitions: i32,
+    sim: &TargetSim,
+    binding: &str,
+    baseline: &str,
+) -> App {
     let url = sim.url("/svc");
     let extra = extra_yaml();
+    let binding = binding.to_string();
     let app = App::new(prefix, move |name| {
         format!(
             r#"
@@ -153,7 +168,7 @@ kafka: {{ bootstrap: "unused:9092", partitions: {partitions} }}
 services:
   svc:
     binding:
-      http: {{ url: "{url}", timeout: 2s }}
+      http: {{ url: "{url}", timeout: 2s, {binding} }}
       interaction: async
     store_and_forward: {{ control_point: Svc }}
     interfaces:
@@ -163,7 +178,7 @@ services:
     });
     common::create_topics(&[
         (&app.topic("requests"), partitions),
-        (&app.topic("naive"), partitions),
+        (&app.topic(baseline), partitions),
     ])
     .await;
     app
