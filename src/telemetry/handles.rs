@@ -7,6 +7,10 @@
 //! pass-through's CPU. A handle (`metrics::Counter`, `Histogram`) is a
 //! shared pointer to the series: kept here by label values, found with
 //! lookups that allocate nothing, it is registered once.
+//!
+//! Only counters and histograms are kept here: the recorder forgets gauges
+//! that stay idle (`telemetry::install`), and a kept handle to a forgotten
+//! gauge would update a series no longer exported.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
