@@ -422,7 +422,11 @@ async fn control_endpoints_switch_modes_and_report() {
     let response = client.get(sim.url("/_sim/state")).send().await.unwrap();
     assert_eq!(
         json_of(response).await,
-        json!({ "mode": "up", "listening": true, "received": 2, "attempts": 3, "most_concurrent": 1 })
+        json!({
+            "mode": "up", "listening": true, "received": 2, "attempts": 3, "most_concurrent": 1,
+            // One client, one kept-alive connection, for every request.
+            "connections": 1
+        })
     );
 
     assert_eq!(post("/_sim/reset").await.unwrap().status(), StatusCode::OK);
