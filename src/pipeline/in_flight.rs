@@ -21,9 +21,12 @@ use super::limit::{Limit, Sample};
 use super::worker::{Flow, Job, Worker};
 use super::PipelineError;
 use crate::bindings::failure::Failure;
-use crate::bindings::{retry_after, Delivery, Invocation, Response, Sent, Target};
+use crate::bindings::{
+    retry_after, Delivery, Invocation, KafkaTarget, Request, Response, Sent, Target,
+};
 use crate::control::ControlPoint;
 use crate::telemetry;
+use futures::future::BoxFuture;
 use tracing::Instrument as _;
 
 /// How long a send waits when the producer's queue is full and this
@@ -109,6 +112,53 @@ impl Calls {
     }
 }
 
+/// The calls a [`produce`] settles, oldest first, while the producer's
+/// queue is full.
+pub(super) trait Oldest {
+    /// Settles the oldest call out; `false` when none is out. Boxed: settling
+    /// a call can send another (a retry after the control point forwards
+    /// again), which comes back here.
+    fn settle_oldest(&mut self) -> BoxFuture<'_, Result<bool, PipelineError>>;
+}
+
+/// Hands `request` to the Kafka `target` without waiting for its delivery.
+/// While the producer's queue is full, settles the oldest call of `out`
+/// first or, with none out, waits [`QUEUE_FULL_WAIT`]. Live calls and
+/// replays send this way. `Err(failure)` inside: the producer refused the
+/// record.
+pub(super) async fn produce(
+    target: &KafkaTarget,
+    request: &Request,
+    out: &mut impl Oldest,
+) -> Result<Result<Delivery, Failure>, PipelineError> {
+    loop {
+        match target.send(request) {
+            Ok(delivery) => return Ok(Ok(delivery)),
+            Err(Sent::Failed(failure)) => return Ok(Err(*failure)),
+            Err(Sent::QueueFull) => {
+                if !out.settle_oldest().await? {
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+            }
+        }
+    }
+}
+
+/// A partition's live calls.
+struct LiveCalls<'w>(&'w mut Worker);
+
+impl Oldest for LiveCalls<'_> {
+    fn settle_oldest(&mut self) -> BoxFuture<'_, Result<bool, PipelineError>> {
+        Box::pin(async move {
+            if self.0.calls.is_empty() {
+                return Ok(false);
+            }
+            self.0.settle_oldest().await?;
+            Ok(true)
+        })
+    }
+}
+
 impl Worker {
     /// Sends `job` to its target and keeps it in flight, settling the
     /// oldest call first when the binding's `in_flight` is reached (and,
@@ -121,18 +171,12 @@ impl Worker {
         let ctx = self.ctx.clone();
         let target = &ctx.targets[job.service];
         let state = match target {
-            Target::Kafka(target) => loop {
-                match target.send(&job.request) {
-                    Ok(delivery) => break CallState::Sent(delivery),
-                    Err(Sent::Failed(failure)) => break CallState::Done(Err(*failure)),
-                    Err(Sent::QueueFull) if self.calls.is_empty() => {
-                        tokio::time::sleep(QUEUE_FULL_WAIT).await;
-                    }
-                    Err(Sent::QueueFull) => {
-                        self.settle_oldest().await?;
-                    }
+            Target::Kafka(target) => {
+                match produce(target, &job.request, &mut LiveCalls(self)).await? {
+                    Ok(delivery) => CallState::Sent(delivery),
+                    Err(failure) => CallState::Done(Err(failure)),
                 }
-            },
+            }
             Target::Http(target) => {
                 while self.calls.has_key(&job.request.key) {
                     self.settle_oldest().await?;

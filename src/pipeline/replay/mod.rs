@@ -22,16 +22,17 @@
 //! the first [`redelivery_bound`] requests as possible redeliveries.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
+use super::in_flight::{produce, Oldest};
 use super::pacer::Pacer;
 use super::worker::Worker;
 use super::PipelineError;
 use crate::bindings::failure::Failure;
-use crate::bindings::{Delivery, Request, Sent as SendError, Target};
+use crate::bindings::{Delivery, Request, Target};
 use crate::control::{replay_key, ControlPoint, Mode};
 use crate::records::{AvroRecord, StoredRequest};
 
@@ -209,23 +210,15 @@ impl Worker {
                     _ => None,
                 };
                 if let Some((service, k)) = kafka {
-                    let delivery = loop {
-                        match k.send(&request) {
-                            Ok(d) => break Ok(d),
-                            Err(SendError::Failed(f)) => break Err(*f),
-                            Err(SendError::QueueFull) => match sent.pop_front() {
-                                Some(call) => {
-                                    if let Some(resume) = self
-                                        .settle_replayed(cp, call, &mut progress, &mut delivered)
-                                        .await?
-                                    {
-                                        stopped = Some(resume);
-                                    }
-                                }
-                                None => tokio::time::sleep(Duration::from_millis(5)).await,
-                            },
-                        }
+                    let mut out = ReplayCalls {
+                        worker: self,
+                        cp,
+                        sent: &mut sent,
+                        progress: &mut progress,
+                        delivered: &mut delivered,
+                        stopped: &mut stopped,
                     };
+                    let delivery = produce(k, &request, &mut out).await?;
                     sent.push_back(Sent {
                         offset,
                         service,
@@ -331,6 +324,36 @@ fn replayed_request(record: &StoredRequest, redelivery: bool) -> Request {
 
 mod progress;
 mod settle;
+
+/// A replay's produces out, as [`produce`] settles them while the
+/// producer's queue is full.
+struct ReplayCalls<'r> {
+    worker: &'r mut Worker,
+    cp: &'r str,
+    sent: &'r mut VecDeque<Sent>,
+    progress: &'r mut Progress,
+    delivered: &'r mut usize,
+    /// Where the replay stops, once a settled call says so.
+    stopped: &'r mut Option<i64>,
+}
+
+impl Oldest for ReplayCalls<'_> {
+    fn settle_oldest(&mut self) -> BoxFuture<'_, Result<bool, PipelineError>> {
+        Box::pin(async move {
+            let Some(call) = self.sent.pop_front() else {
+                return Ok(false);
+            };
+            if let Some(resume) = self
+                .worker
+                .settle_replayed(self.cp, call, self.progress, self.delivered)
+                .await?
+            {
+                *self.stopped = Some(resume);
+            }
+            Ok(true)
+        })
+    }
+}
 
 pub use progress::{progress_window, redelivery_bound, PROGRESS_WINDOW};
 use progress::{wait_progress, Progress};
