@@ -19,7 +19,9 @@
 //! `steps`, `writes`), the same pure decisions for live and replayed
 //! requests; `in_flight` keeps target calls out without waiting (Kafka
 //! produces, HTTP calls with `ordering: key` under the adaptive [`limit`]
-//! and the binding's rate, `throttle`) and settles them in source order;
+//! and the binding's rate, `throttle`) and settles them in source order,
+//! its `produce` handing a record to a Kafka target for live calls and
+//! replays alike;
 //! `outputs` is the window of writes whose acknowledgements move the
 //! source offset; `replay` drains the stored backlog before the next live
 //! record, reading it through the instance's shared `readers` and held to
