@@ -28,7 +28,7 @@ pub enum RequestOutcome {
     /// A sync request answered (with the target's answer or an error).
     AnsweredSync,
     /// Bad input, written to the failed-events topic before any invocation.
-    /// (Last: [`RequestOutcome::COUNT`] counts up to it.)
+    /// (Last: `RequestOutcome::COUNT` counts up to it.)
     Rejected,
 }
 
