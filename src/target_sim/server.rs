@@ -212,6 +212,15 @@ fn control_routes() -> Router<TargetSim> {
         .route("/_sim/{*rest}", any(unknown_control))
 }
 
+/// The answer of `unavailable` (and of `slow-unavailable`, after its delay).
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service unavailable (simulated)\n",
+    )
+        .into_response()
+}
+
 /// A request to the target, answered by the mode it arrives in.
 async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
     sim.shared.attempts.fetch_add(1, Ordering::Relaxed);
@@ -236,20 +245,10 @@ async fn request(State(sim): State<TargetSim>, request: Request) -> Response {
                 }
             }
             if matches!(mode, Mode::SlowUnavailable { .. }) {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service unavailable (simulated)\n",
-                )
-                    .into_response();
+                return unavailable();
             }
         }
-        Mode::Unavailable => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service unavailable (simulated)\n",
-            )
-                .into_response();
-        }
+        Mode::Unavailable => return unavailable(),
         Mode::Refuse => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
