@@ -27,25 +27,15 @@ fn keyed_app(prefix: &str, sim: &TargetSim) -> App {
 /// [`keyed_app`] with `partitions` per topic and `extra` settings of the
 /// binding (e.g. `rate: 50/s`).
 fn keyed_app_with(prefix: &str, sim: &TargetSim, partitions: i32, extra: &str) -> App {
-    let url = sim.url("/eis");
-    let extra = extra.to_string();
-    App::new(prefix, move |name| {
-        format!(
-            r#"
-application: {name}
-kafka: {{ bootstrap: "unused:9092", partitions: {partitions} }}
-services:
-  eis:
-    binding:
-      http: {{ url: "{url}", timeout: 2s, in_flight: {IN_FLIGHT}, ordering: key, {extra} }}
-      interaction: async
-    store_and_forward:
-      control_point: Eis
-    interfaces:
-      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}
-"#
-        )
-    })
+    App::http_with(
+        prefix,
+        sim,
+        partitions,
+        &format!("in_flight: {IN_FLIGHT}, ordering: key, {extra}"),
+        "Eis",
+        "",
+        |name| format!("      Query: {{ operations: {{ get: {{ topic: {name}.get }} }} }}"),
+    )
 }
 
 /// The W3C trace context of request `i`.
@@ -54,21 +44,30 @@ fn traceparent(i: usize) -> String {
 }
 
 /// Produces requests `from..from + n` with key `k<i mod KEYS>` and a
-/// `traceparent` to the one partition, all sent before any is awaited;
-/// returns their ids (`topic/0/offset`) in order.
+/// `traceparent` to the one partition; returns their ids
+/// (`topic/0/offset`) in order.
 async fn produce_keyed(app: &App, from: usize, n: usize) -> Vec<String> {
+    produce_spread(app, 1, from, n).await
+}
+
+/// Produces requests `from..from + n` with key `k<i mod KEYS>` and a
+/// `traceparent`, each key on one of `partitions`, all sent before any is
+/// awaited; returns their ids (`topic/partition/offset`) in the order
+/// sent, and checks that each partition's landed in that order.
+async fn produce_spread(app: &App, partitions: i32, from: usize, n: usize) -> Vec<String> {
     let producer = common::producer();
     let topic = app.topic("get");
     let sends = (from..from + n).map(|i| {
         let (producer, topic) = (&producer, &topic);
         async move {
-            let key = format!("k{}", i % KEYS);
+            let k = i % KEYS;
+            let key = format!("k{k}");
             let value = format!("{{\"n\":{i}}}");
             let trace = traceparent(i);
             common::produce(
                 producer,
                 topic,
-                Some(0),
+                Some((k % partitions as usize) as i32),
                 Some(key.as_bytes()),
                 Some(value.as_bytes()),
                 &[("traceparent", trace.as_bytes())],
@@ -77,16 +76,17 @@ async fn produce_keyed(app: &App, from: usize, n: usize) -> Vec<String> {
         }
     });
     let sent = futures::future::join_all(sends).await;
-    let ids: Vec<String> = sent
-        .iter()
+    let mut last: HashMap<i32, i64> = HashMap::new();
+    for (p, o) in &sent {
+        let before = last.insert(*p, *o);
+        assert!(
+            before.is_none_or(|b| b < *o),
+            "the requests landed in the order sent"
+        );
+    }
+    sent.iter()
         .map(|(p, o)| format!("{topic}/{p}/{o}"))
-        .collect();
-    let offsets: Vec<i64> = sent.iter().map(|(_, o)| *o).collect();
-    assert!(
-        offsets.windows(2).all(|w| w[0] < w[1]),
-        "the requests landed in the order sent"
-    );
-    ids
+        .collect()
 }
 
 /// The offsets each key's requests reached `sim` in, by key.
@@ -292,19 +292,7 @@ async fn a_rate_cap_holds_the_calls_of_every_partition_together_to_it() {
     let sim = start_target().await;
     let app = keyed_app_with("http-keyed-rate", &sim, 3, "rate: 50/s");
     common::create_topics(&[(&app.topic("get"), 3)]).await;
-    let producer = common::producer();
-    for i in 0..300usize {
-        let key = format!("k{}", i % KEYS);
-        common::produce(
-            &producer,
-            &app.topic("get"),
-            Some((i % 3) as i32),
-            Some(key.as_bytes()),
-            Some(b"{}"),
-            &[],
-        )
-        .await;
-    }
+    produce_spread(&app, 3, 0, 300).await;
     let _a = app.start_assigned("a");
     sim.wait_for(300, Duration::from_secs(120))
         .await
@@ -317,30 +305,6 @@ async fn a_rate_cap_holds_the_calls_of_every_partition_together_to_it() {
         "{busiest} calls within 2 s: above 50/s by more than 10%"
     );
     assert!(sim.duplicates().is_empty());
-}
-
-/// Produces requests `from..from + n` with key `k<i mod KEYS>`, each key
-/// on one of `partitions`, all sent before any is awaited.
-async fn produce_spread(app: &App, partitions: i32, from: usize, n: usize) {
-    let producer = common::producer();
-    let topic = app.topic("get");
-    let sends = (from..from + n).map(|i| {
-        let (producer, topic) = (&producer, &topic);
-        async move {
-            let k = i % KEYS;
-            let key = format!("k{k}");
-            common::produce(
-                producer,
-                topic,
-                Some((k % partitions as usize) as i32),
-                Some(key.as_bytes()),
-                Some(b"{}"),
-                &[],
-            )
-            .await
-        }
-    });
-    futures::future::join_all(sends).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

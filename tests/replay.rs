@@ -23,6 +23,7 @@ fn app(prefix: &str, sim: &TargetSim, cp: &str, replay: &str) -> App {
         prefix,
         sim,
         PARTITIONS,
+        "",
         cp,
         &format!("replay: {replay}"),
         |name| format!("      Query: {{ operations: {{ get: {{ topic: {name}.requests }} }} }}"),

@@ -68,21 +68,28 @@ impl App {
         partitions: i32,
         interfaces: impl Fn(&str) -> String,
     ) -> App {
-        App::http_with(prefix, sim, partitions, "Eis", "", interfaces)
+        App::http_with(prefix, sim, partitions, "", "Eis", "", interfaces)
     }
 
-    /// [`App::http`] with control point `cp` and `store_and_forward`, a
-    /// line of YAML added to its store-and-forward block (e.g. `replay:
-    /// { rate: 100/s }`; empty for none).
+    /// [`App::http`] with `binding`, settings added to its `http` block
+    /// (e.g. `in_flight: 64, ordering: key`), control point `cp` and
+    /// `store_and_forward`, a line of YAML added to its store-and-forward
+    /// block (e.g. `replay: { rate: 100/s }`); empty for none.
     pub fn http_with(
         prefix: &str,
         sim: &TargetSim,
         partitions: i32,
+        binding: &str,
         cp: &str,
         store_and_forward: &str,
         interfaces: impl Fn(&str) -> String,
     ) -> App {
         let url = sim.url("/eis");
+        let binding = if binding.is_empty() {
+            String::new()
+        } else {
+            format!(", {binding}")
+        };
         let (cp, extra) = (cp.to_string(), store_and_forward.to_string());
         App::new(prefix, move |name| {
             let interfaces = interfaces(name);
@@ -93,7 +100,7 @@ kafka: {{ bootstrap: "unused:9092", partitions: {partitions} }}
 services:
   eis:
     binding:
-      http: {{ url: "{url}", timeout: 2s }}
+      http: {{ url: "{url}", timeout: 2s{binding} }}
       interaction: async
     store_and_forward:
       control_point: {cp}
