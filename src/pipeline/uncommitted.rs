@@ -16,12 +16,12 @@
 //! which hands it to [`Commits`]: per partition, the offset of the last
 //! commit that succeeded. Each worker's [`Uncommitted`] drops the records
 //! that offset covers and decides, before each record, whether the
-//! partition may take it. Halfway to the bound it asks for a commit at
-//! once rather than at the next interval, so that with a healthy broker a
-//! partition seldom reaches it; since a commit covers every partition of
-//! the consumer, asks are spaced per instance, not per partition. A held partition's records wait in its
-//! queue and then in the consumer (which the dispatcher pauses): nothing
-//! is skipped.
+//! partition may take it. A quarter of the way to the bound it asks for
+//! a commit at once rather than at the next interval, so that with a
+//! healthy broker a partition seldom reaches it; since a commit covers
+//! every partition of the consumer, asks are spaced per instance, not per
+//! partition. A held partition's records wait in its queue and then in the
+//! consumer (which the dispatcher pauses): nothing is skipped.
 //!
 //! Every commit must be heard of: the periodic commit leaves out the
 //! partitions with nothing new stored, so a partition whose last stored
@@ -56,8 +56,9 @@ const REPORT_HOLD_AFTER: Duration = Duration::from_secs(1);
 /// refresh its gauge, and ask for a commit again).
 const HOLD_TICK: Duration = Duration::from_millis(500);
 /// The instance asks for a commit at most this often while asks are being
-/// answered…
-const ASK_EVERY: Duration = Duration::from_millis(100);
+/// answered (a commit covers every partition, so a busy consumer commits
+/// about this often, whatever its partitions)…
+const ASK_EVERY: Duration = Duration::from_millis(20);
 /// …and, while commits go unanswered (no coordinator), at most this often,
 /// since librdkafka keeps each ask until the coordinator is back.
 const ASK_UNANSWERED_EVERY: Duration = Duration::from_secs(1);
@@ -185,10 +186,14 @@ impl Bound {
         self.in_flight.saturating_add(self.records)
     }
 
-    /// Records at which it asks for a commit: halfway through the bound,
-    /// above the calls in flight.
+    /// Records at which it asks for a commit: a quarter of the bound, above
+    /// the calls in flight. Early enough that a partition taking records
+    /// fast has a commit back before the bound: what it takes meanwhile
+    /// (while the oldest outputs are acknowledged, the last ask is
+    /// [`ASK_EVERY`] old and the commit goes to the broker and back) has
+    /// the other three quarters.
     fn ask_at(&self) -> usize {
-        self.in_flight.saturating_add(self.records.div_ceil(2))
+        self.in_flight.saturating_add(self.records.div_ceil(4))
     }
 }
 
@@ -249,7 +254,8 @@ impl Uncommitted {
 
     /// Whether the partition must hold (take no record) now. Logs and
     /// counts when it starts and stops holding; asks for a commit when
-    /// halfway to the bound.
+    /// a quarter of the way to the bound (or with its oldest record halfway
+    /// to the age bound).
     pub(super) fn holds(&mut self) -> bool {
         let Some(bound) = self.bound else {
             return false;

@@ -102,14 +102,18 @@ async fn holds_when_the_oldest_record_waits_too_long_for_a_commit() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn asks_for_a_commit_halfway_and_again_only_once_answered_or_after_a_second() {
-    let mut s = setup(bound(4, Duration::from_secs(3600)));
+async fn asks_for_a_commit_at_a_quarter_and_again_only_once_answered_or_after_a_second() {
+    let mut s = setup(bound(8, Duration::from_secs(3600)));
     s.uncommitted.take(0);
     s.uncommitted.holds();
-    assert_eq!(s.asks.load(Ordering::Relaxed), 0, "below half the bound");
+    assert_eq!(
+        s.asks.load(Ordering::Relaxed),
+        0,
+        "below a quarter of the bound"
+    );
     s.uncommitted.take(1);
     s.uncommitted.holds();
-    assert_eq!(s.asks.load(Ordering::Relaxed), 1, "half the bound");
+    assert_eq!(s.asks.load(Ordering::Relaxed), 1, "a quarter of the bound");
     tokio::time::advance(Duration::from_millis(500)).await;
     s.uncommitted.holds();
     assert_eq!(s.asks.load(Ordering::Relaxed), 1, "the ask is unanswered");
@@ -123,15 +127,18 @@ async fn asks_for_a_commit_halfway_and_again_only_once_answered_or_after_a_secon
         2,
         "answered, but just asked"
     );
-    tokio::time::advance(Duration::from_millis(100)).await;
+    tokio::time::advance(Duration::from_millis(19)).await;
     s.uncommitted.holds();
-    assert_eq!(s.asks.load(Ordering::Relaxed), 3, "answered, 100 ms later");
+    assert_eq!(s.asks.load(Ordering::Relaxed), 2, "answered, 19 ms later");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    s.uncommitted.holds();
+    assert_eq!(s.asks.load(Ordering::Relaxed), 3, "answered, 20 ms later");
 }
 
 #[tokio::test(start_paused = true)]
 async fn calls_in_flight_come_on_top_of_the_bound_and_asks_are_spaced_per_instance() {
     let bound = Some(Bound {
-        records: 4,
+        records: 8,
         in_flight: 10,
         age: Duration::from_secs(3600),
     });
@@ -152,19 +159,21 @@ async fn calls_in_flight_come_on_top_of_the_bound_and_asks_are_spaced_per_instan
         other.take(offset);
     }
     assert!(!s.uncommitted.holds() && !other.holds());
-    assert_eq!(s.asks.load(Ordering::Relaxed), 0, "11 < 10 + 4 / 2");
+    assert_eq!(s.asks.load(Ordering::Relaxed), 0, "11 < 10 + 8 / 4");
     s.uncommitted.take(11);
     other.take(11);
     assert!(!s.uncommitted.holds() && !other.holds());
     assert_eq!(
         s.asks.load(Ordering::Relaxed),
         1,
-        "both halfway: one ask commits both"
+        "both a quarter of the way: one ask commits both"
     );
-    for offset in 12..14 {
+    for offset in 12..17 {
         s.uncommitted.take(offset);
     }
-    assert!(s.uncommitted.holds(), "14 = 10 in flight + 4");
+    assert!(!s.uncommitted.holds(), "17 < 10 in flight + 8");
+    s.uncommitted.take(17);
+    assert!(s.uncommitted.holds(), "18 = 10 in flight + 8");
 }
 
 #[tokio::test]
