@@ -9,24 +9,53 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::consumer::{commit_reported, PipelineContext, WorkerStop};
+use super::record::Record;
 use super::{outputs, uncommitted, worker, Context, Partition, PipelineError};
 use crate::bindings::Target;
 use crate::shutdown::{self, Shutdown};
 
 /// A partition's worker, as the dispatcher holds it.
 struct Handle {
-    tx: mpsc::Sender<OwnedMessage>,
+    tx: mpsc::Sender<Record>,
     /// The worker task; a later worker of the same partition waits for it.
     task: tokio::task::JoinHandle<()>,
+    /// Fired when the worker is told to stop (its partition revoked): a
+    /// record of the partition after that needs a new worker.
+    stop: Shutdown,
     /// Records the worker could not take yet, oldest first.
-    overflow: VecDeque<OwnedMessage>,
-    /// Bytes held in `overflow` (see [`held_bytes`]).
+    overflow: VecDeque<Record>,
+    /// Bytes held in `overflow` (see [`Record::held_bytes`]).
     overflow_bytes: usize,
+}
+
+/// The workers' handles by topic, then partition: a record's handle is
+/// found by its borrowed topic name, without allocating.
+#[derive(Default)]
+struct Handles(HashMap<String, HashMap<i32, Handle>>);
+
+impl Handles {
+    fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Handle> {
+        self.0.get_mut(topic)?.get_mut(&partition)
+    }
+
+    /// The handle of a worker not told to stop.
+    fn live(&mut self, topic: &str, partition: i32) -> Option<&mut Handle> {
+        self.get_mut(topic, partition)
+            .filter(|h| !h.stop.is_fired())
+    }
+
+    fn insert(&mut self, p: &Partition, h: Handle) {
+        self.0.entry(p.0.clone()).or_default().insert(p.1, h);
+    }
+
+    fn remove(&mut self, p: &Partition) -> Option<Handle> {
+        self.0.get_mut(&p.0)?.remove(&p.1)
+    }
 }
 
 /// Per-partition queue length of a worker.
@@ -38,12 +67,6 @@ const QUEUE: usize = 256;
 /// (`max.partition.fetch.bytes`, 1 MiB by default) first keeps a slow
 /// worker's partition from being fetched many times over.
 const OVERFLOW_BYTES: usize = 1 << 20;
-
-/// What a record held in an overflow counts for: its key and value, plus
-/// a little for the rest.
-fn held_bytes(m: &OwnedMessage) -> usize {
-    64 + m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)
-}
 
 /// The redelivery bound of a partition read by `services` (indices into
 /// the topology): `limits.max_uncommitted_records`, plus the calls a Kafka
@@ -100,7 +123,7 @@ pub async fn run_pipeline(
     consumer.subscribe(&topics)?;
     tracing::info!(topics = ?topics, "consuming requests");
 
-    let mut handles: HashMap<Partition, Handle> = HashMap::new();
+    let mut handles = Handles::default();
     // Partitions with records in their overflow, and those of them paused.
     let mut backlogged: HashSet<Partition> = HashSet::new();
     let mut paused: HashSet<Partition> = HashSet::new();
@@ -115,9 +138,10 @@ pub async fn run_pipeline(
             Box::new(move || commit_reported(consumer.client()))
         }
     };
-    let spawn = |p: &Partition, handles: &mut HashMap<Partition, Handle>| {
+    let spawn = |p: &Partition, handles: &mut Handles| {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (trigger, listener) = shutdown::channel();
+        let stop_listener = listener.clone();
         let stopped = Arc::new((Mutex::new(false), Condvar::new()));
         workers.lock().unwrap().insert(
             p.clone(),
@@ -169,10 +193,11 @@ pub async fn run_pipeline(
             }
         });
         handles.insert(
-            p.clone(),
+            p,
             Handle {
                 tx,
                 task,
+                stop: stop_listener,
                 overflow: VecDeque::new(),
                 overflow_bytes: 0,
             },
@@ -199,13 +224,13 @@ pub async fn run_pipeline(
             _ = tick.tick(), if !backlogged.is_empty() => {
                 let mut resume = TopicPartitionList::new();
                 for p in backlogged.clone() {
-                    let Some(h) = handles.get_mut(&p) else {
+                    let Some(h) = handles.get_mut(&p.0, p.1) else {
                         backlogged.remove(&p);
                         paused.remove(&p);
                         continue;
                     };
                     while let Some(m) = h.overflow.pop_front() {
-                        let bytes = held_bytes(&m);
+                        let bytes = m.held_bytes();
                         match h.tx.try_send(m) {
                             Ok(()) => h.overflow_bytes -= bytes,
                             Err(mpsc::error::TrySendError::Full(m)) => {
@@ -233,28 +258,28 @@ pub async fn run_pipeline(
             }
             message = consumer.recv() => {
                 let m = match message {
-                    Ok(m) => m.detach(),
+                    Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(error = %e, "request consumer");
                         continue;
                     }
                 };
-                let p = (m.topic().to_string(), m.partition());
-                let live = workers.lock().unwrap().contains_key(&p);
-                if !live {
-                    spawn(&p, &mut handles);
+                if handles.live(m.topic(), m.partition()).is_none() {
+                    spawn(&(m.topic().to_string(), m.partition()), &mut handles);
                 }
-                let h = handles.get_mut(&p).expect("spawned");
-                let m = if h.overflow.is_empty() {
-                    match h.tx.try_send(m) {
+                let h = handles.get_mut(m.topic(), m.partition()).expect("spawned");
+                let record = Record::of(&m);
+                let held = if h.overflow.is_empty() {
+                    match h.tx.try_send(record) {
                         Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => continue,
-                        Err(mpsc::error::TrySendError::Full(m)) => m,
+                        Err(mpsc::error::TrySendError::Full(r)) => r,
                     }
                 } else {
-                    m
+                    record
                 };
-                h.overflow_bytes += held_bytes(&m);
-                h.overflow.push_back(m);
+                h.overflow_bytes += held.held_bytes();
+                h.overflow.push_back(held);
+                let p = (m.topic().to_string(), m.partition());
                 backlogged.insert(p.clone());
                 if h.overflow_bytes > OVERFLOW_BYTES && !paused.contains(&p) {
                     let mut tpl = TopicPartitionList::new();

@@ -38,6 +38,7 @@ mod outputs;
 mod pacer;
 mod plan;
 mod readers;
+mod record;
 mod replay;
 pub mod route;
 mod steps;

@@ -7,12 +7,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 
 use super::consumer::PipelineContext;
 use super::in_flight::Calls;
 use super::outputs::OutputWindow;
+use super::record::Record;
 use super::route::request_id;
 use super::uncommitted::Uncommitted;
 use super::{Context, PipelineError};
@@ -23,6 +23,9 @@ use crate::rules::ExceptionChain;
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 use tracing::Instrument as _;
+
+/// Records a worker takes from its queue in one turn of its loop.
+const BATCH: usize = 64;
 
 /// A live request on its way through a partition.
 pub(super) struct Job {
@@ -108,10 +111,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<OwnedMessage>,
-    ) -> Result<(), PipelineError> {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Record>) -> Result<(), PipelineError> {
         // Start from the latest replay progress any previous owner wrote.
         self.ctx.wait_replay_table().await?;
         if let Some(config) = &self.ctx.exactly_once {
@@ -161,9 +161,21 @@ impl Worker {
                 _ = self.uncommitted.changed(held), if uncommitted => {}
                 message = rx.recv(), if !held => match message {
                     Some(m) => {
-                        self.uncommitted.take(m.offset());
-                        let span = request_span(&self.topic, self.partition, m.offset(), None);
-                        self.process(m).instrument(span).await?
+                        self.take(m).await?;
+                        // Records already queued are taken in the same turn,
+                        // up to a batch, for as long as nothing the select
+                        // looks at first has happened: a stop, a control
+                        // change (a replay may be due), the bound.
+                        for _ in 1..BATCH {
+                            if self.stop.is_fired()
+                                || changes.has_changed().unwrap_or(true)
+                                || self.uncommitted.holds()
+                            {
+                                break;
+                            }
+                            let Ok(m) = rx.try_recv() else { break };
+                            self.take(m).await?;
+                        }
                     }
                     None => break,
                 },
@@ -172,6 +184,13 @@ impl Worker {
         self.settle_calls().await?;
         self.window.drain().await?;
         Ok(())
+    }
+
+    /// Takes the next record of the partition and carries it through.
+    async fn take(&mut self, m: Record) -> Result<(), PipelineError> {
+        self.uncommitted.take(m.offset);
+        let span = request_span(&self.topic, self.partition, m.offset, None);
+        self.process(m).instrument(span).await
     }
 
     fn replay_due(&self, cp: &str) -> bool {
@@ -189,13 +208,15 @@ impl Worker {
                 .replay_finished(&state, &self.topic, self.partition)
     }
 
-    async fn process(&mut self, m: OwnedMessage) -> Result<(), PipelineError> {
-        let offset = m.offset();
-        let headers = owned_headers(&m);
+    async fn process(&mut self, m: Record) -> Result<(), PipelineError> {
+        let Record {
+            offset,
+            key,
+            value,
+            headers,
+        } = m;
         let request_id = request_id(&headers, &self.topic, self.partition, offset);
         tracing::Span::current().record("request_id", request_id.as_str());
-        let key = m.key().map(<[u8]>::to_vec);
-        let value = m.payload().map(<[u8]>::to_vec);
         let source = SourcePosition {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -339,15 +360,4 @@ impl Worker {
         call.end(&invocation, job.sync);
         self.plain_outcome(job, invocation).await
     }
-}
-
-/// The record's headers as owned pairs, in order, duplicates kept.
-pub(super) fn owned_headers(m: &OwnedMessage) -> Vec<(String, Option<Vec<u8>>)> {
-    m.headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
