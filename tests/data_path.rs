@@ -764,3 +764,117 @@ services:
     assert_eq!(by[&format!("{requests}/0")].len(), total - 1);
     assert_eq!(by[&format!("{requests}/1")].len(), total);
 }
+
+/// Produces `n` requests of `size` bytes to partition 0 of `topic` without
+/// waiting for each; returns their ids once all are acknowledged.
+async fn produce_sized(topic: &str, n: usize, size: usize) -> Vec<String> {
+    use rdkafka::producer::FutureRecord;
+    let producer = common::producer();
+    let value = vec![b'x'; size];
+    let mut deliveries = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = format!("k{i}");
+        let record = FutureRecord::to(topic)
+            .partition(0)
+            .key(key.as_bytes())
+            .payload(value.as_slice());
+        let queued = producer.send_result(record).map_err(|(e, _)| e);
+        deliveries.push(queued.expect("queued"));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for d in deliveries {
+        let delivery = d.await.expect("not cancelled").expect("produced");
+        ids.push(format!(
+            "{topic}/{}/{}",
+            delivery.partition, delivery.offset
+        ));
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_whose_worker_is_behind_is_paused_while_others_flow_and_loses_nothing() {
+    let sim = start_target().await;
+    sim.set_mode(Mode::Slow {
+        delay: Duration::from_millis(50),
+    });
+    let url = sim.url("/eis");
+    // One consumer reads both topics: `slow` calls the slow target one
+    // request at a time, `fast` goes to a Kafka topic.
+    let app = App::new("pause", move |name| {
+        format!(
+            r#"
+application: {name}
+kafka: {{ bootstrap: "unused:9092", partitions: 1 }}
+services:
+  slow:
+    binding:
+      http: {{ url: "{url}", timeout: 5s }}
+      interaction: async
+    interfaces:
+      S: {{ operations: {{ op: {{ topic: {name}.slow }} }} }}
+  fast:
+    binding: {{ kafka: {{ topic: {name}.target }} }}
+    interfaces:
+      F: {{ operations: {{ op: {{ topic: {name}.fast }} }} }}
+"#
+        )
+    })
+    .logging("info,sfwd::telemetry::events=debug");
+    let (slow, fast, target) = (app.topic("slow"), app.topic("fast"), app.topic("target"));
+    common::create_topics(&[(&slow, 1), (&fast, 1), (&target, 1)]).await;
+    // 6,000 requests of 1 KB: more than the 4 MiB that pause a partition.
+    let slow_ids = produce_sized(&slow, 6000, 1000).await;
+    let (mut a, admin) = app.start_with_admin("a");
+    let paused = tokio::task::block_in_place(|| {
+        a.wait_for("the slow partition paused", Duration::from_secs(60), |v| {
+            common::process::message(v) == "partition paused: its worker is behind"
+        })
+    });
+    assert_eq!(common::process::field(&paused, "topic"), slow, "{paused}");
+    let waiting = paused["waiting_bytes"].as_u64().expect("waiting_bytes");
+    assert!(
+        (4 << 20..=5 << 20).contains(&waiting),
+        "paused with {waiting} bytes waiting: 4 MiB and the record that reached it"
+    );
+    let (_, metrics) = common::admin::get(&format!("{admin}/metrics")).await;
+    let pauses = common::admin::metric(
+        &metrics,
+        "sfwd_partition_pauses_total",
+        &[("topic", &slow), ("partition", "0")],
+    );
+    assert!(pauses >= 1.0, "pauses counted: {pauses}");
+
+    // The other topic's requests flow meanwhile.
+    let fast_ids = produce_sized(&fast, 500, 100).await;
+    let delivered = tokio::task::spawn_blocking(move || {
+        common::read_topic(&target, 500, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        request_ids(&delivered),
+        fast_ids,
+        "every fast request, in order"
+    );
+    let called = sim.attempts();
+    assert!(
+        called < 3000,
+        "the slow partition is still behind: {called} called"
+    );
+
+    // Once the target answers at once, the slow partition resumes and every
+    // request reaches it once, in order, across the pauses.
+    sim.set_mode(Mode::Up);
+    tokio::task::block_in_place(|| {
+        a.wait_for("the slow partition resumed", Duration::from_secs(60), |v| {
+            common::process::message(v) == "partition resumed"
+        })
+    });
+    sim.wait_for(slow_ids.len(), Duration::from_secs(120))
+        .await
+        .expect("every slow request reaches the target");
+    let received = received_by_partition(&sim);
+    assert_in_order_per_partition(&received, &slow_ids);
+    assert!(a.terminate().success(), "clean exit");
+}

@@ -1,10 +1,10 @@
 //! The dispatcher: it owns the request consumer and hands each record to
 //! its partition's worker, starting a worker when a partition is assigned
-//! or first heard of, holding records a worker cannot take yet and pausing
-//! the partition when they pile up; at shutdown it stops every worker and
+//! or first heard of, and pausing the partition while the records its
+//! worker has not taken yet pile up; at shutdown it stops every worker and
 //! commits what they finished.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -14,23 +14,20 @@ use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::consumer::{commit_reported, PipelineContext, WorkerStop};
-use super::record::Record;
+use super::record::{inbox, InboxSender, Record};
 use super::{outputs, uncommitted, worker, Context, Partition, PipelineError};
 use crate::bindings::Target;
 use crate::shutdown::{self, Shutdown};
+use crate::telemetry;
 
 /// A partition's worker, as the dispatcher holds it.
 struct Handle {
-    tx: mpsc::Sender<Record>,
+    inbox: InboxSender,
     /// The worker task; a later worker of the same partition waits for it.
     task: tokio::task::JoinHandle<()>,
     /// Fired when the worker is told to stop (its partition revoked): a
     /// record of the partition after that needs a new worker.
     stop: Shutdown,
-    /// Records the worker could not take yet, oldest first.
-    overflow: VecDeque<Record>,
-    /// Bytes held in `overflow` (see [`Record::held_bytes`]).
-    overflow_bytes: usize,
 }
 
 /// The workers' handles by topic, then partition: a record's handle is
@@ -58,15 +55,19 @@ impl Handles {
     }
 }
 
-/// Per-partition queue length of a worker.
-const QUEUE: usize = 256;
+/// Bytes of records ([`Record::held_bytes`]) waiting for a partition's
+/// worker at which the dispatcher pauses the partition…
+///
+/// A fetch brings up to `max.partition.fetch.bytes` (1 MiB by default) of
+/// one partition at once, and pausing drops what the consumer has fetched
+/// beyond it, to be fetched again on resuming: room for a few fetches
+/// keeps a worker that keeps up from ever being paused, and a slow one
+/// from being fetched many times over.
+const PAUSE_AT: usize = 4 << 20;
 
-/// Bytes of records a partition may hold beyond its worker's queue before
-/// it is paused. Pausing drops what the consumer has already fetched for
-/// the partition, and resuming fetches it again; holding about one fetch
-/// (`max.partition.fetch.bytes`, 1 MiB by default) first keeps a slow
-/// worker's partition from being fetched many times over.
-const OVERFLOW_BYTES: usize = 1 << 20;
+/// …and below which it resumes it: enough left to work on while the
+/// consumer fetches again.
+const RESUME_BELOW: usize = 1 << 20;
 
 /// The redelivery bound of a partition read by `services` (indices into
 /// the topology): `limits.max_uncommitted_records`, plus the calls a Kafka
@@ -124,8 +125,7 @@ pub async fn run_pipeline(
     tracing::info!(topics = ?topics, "consuming requests");
 
     let mut handles = Handles::default();
-    // Partitions with records in their overflow, and those of them paused.
-    let mut backlogged: HashSet<Partition> = HashSet::new();
+    // Partitions paused because their workers are behind.
     let mut paused: HashSet<Partition> = HashSet::new();
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(Partition, PipelineError)>();
     let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -139,7 +139,7 @@ pub async fn run_pipeline(
         }
     };
     let spawn = |p: &Partition, handles: &mut Handles| {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = inbox();
         let (trigger, listener) = shutdown::channel();
         let stop_listener = listener.clone();
         let stopped = Arc::new((Mutex::new(false), Condvar::new()));
@@ -195,11 +195,9 @@ pub async fn run_pipeline(
         handles.insert(
             p,
             Handle {
-                tx,
+                inbox: tx,
                 task,
                 stop: stop_listener,
-                overflow: VecDeque::new(),
-                overflow_bytes: 0,
             },
         );
     };
@@ -221,39 +219,33 @@ pub async fn run_pipeline(
                     }
                 }
             }
-            _ = tick.tick(), if !backlogged.is_empty() => {
+            _ = tick.tick(), if !paused.is_empty() => {
+                // A partition resumes once its worker is nearly through what
+                // it holds, or has stopped (revoked: nothing to resume for).
+                let caught_up: Vec<Partition> = paused
+                    .iter()
+                    .filter(|p| {
+                        handles
+                            .live(&p.0, p.1)
+                            .is_none_or(|h| h.inbox.held() < RESUME_BELOW)
+                    })
+                    .cloned()
+                    .collect();
                 let mut resume = TopicPartitionList::new();
-                for p in backlogged.clone() {
-                    let Some(h) = handles.get_mut(&p.0, p.1) else {
-                        backlogged.remove(&p);
-                        paused.remove(&p);
-                        continue;
-                    };
-                    while let Some(m) = h.overflow.pop_front() {
-                        let bytes = m.held_bytes();
-                        match h.tx.try_send(m) {
-                            Ok(()) => h.overflow_bytes -= bytes,
-                            Err(mpsc::error::TrySendError::Full(m)) => {
-                                h.overflow.push_front(m);
-                                break;
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => {
-                                h.overflow.clear();
-                                h.overflow_bytes = 0;
-                            }
-                        }
+                for p in caught_up {
+                    telemetry::PartitionPaused {
+                        instance: &ctx.instance,
+                        topic: &p.0,
+                        partition: p.1,
+                        waiting_bytes: handles.get_mut(&p.0, p.1).map_or(0, |h| h.inbox.held()),
+                        paused: false,
                     }
-                    if h.overflow.is_empty() {
-                        backlogged.remove(&p);
-                        if paused.remove(&p) {
-                            resume.add_partition(&p.0, p.1);
-                        }
-                    }
+                    .emit();
+                    resume.add_partition(&p.0, p.1);
+                    paused.remove(&p);
                 }
-                if resume.count() > 0 {
-                    if let Err(e) = consumer.resume(&resume) {
-                        tracing::debug!(error = %e, "resume");
-                    }
+                if let Err(e) = consumer.resume(&resume) {
+                    tracing::debug!(error = %e, "resume");
                 }
             }
             message = consumer.recv() => {
@@ -268,25 +260,26 @@ pub async fn run_pipeline(
                     spawn(&(m.topic().to_string(), m.partition()), &mut handles);
                 }
                 let h = handles.get_mut(m.topic(), m.partition()).expect("spawned");
-                let record = Record::of(&m);
-                let held = if h.overflow.is_empty() {
-                    match h.tx.try_send(record) {
-                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => continue,
-                        Err(mpsc::error::TrySendError::Full(r)) => r,
-                    }
-                } else {
-                    record
-                };
-                h.overflow_bytes += held.held_bytes();
-                h.overflow.push_back(held);
+                // A worker that stopped leaves the record to the
+                // partition's next owner.
+                if !h.inbox.send(Record::of(&m)) || h.inbox.held() < PAUSE_AT {
+                    continue;
+                }
                 let p = (m.topic().to_string(), m.partition());
-                backlogged.insert(p.clone());
-                if h.overflow_bytes > OVERFLOW_BYTES && !paused.contains(&p) {
+                if !paused.contains(&p) {
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition(&p.0, p.1);
                     if let Err(e) = consumer.pause(&tpl) {
                         tracing::debug!(error = %e, "pause");
                     }
+                    telemetry::PartitionPaused {
+                        instance: &ctx.instance,
+                        topic: &p.0,
+                        partition: p.1,
+                        waiting_bytes: h.inbox.held(),
+                        paused: true,
+                    }
+                    .emit();
                     paused.insert(p);
                 }
             }

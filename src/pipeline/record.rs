@@ -1,8 +1,14 @@
 //! A request record as the dispatcher hands it to its partition's worker:
 //! copied once out of librdkafka's buffer, then moved, never copied again,
-//! into the request the worker builds from it.
+//! into the request the worker builds from it; and the inbox that carries
+//! records to a worker, counting the bytes it holds so that the dispatcher
+//! can pause a partition whose worker is behind.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rdkafka::message::{Headers, Message};
+use tokio::sync::mpsc;
 
 /// One record of a source partition.
 #[derive(Debug)]
@@ -43,6 +49,71 @@ impl Record {
         64 + self.key.as_ref().map_or(0, Vec::len)
             + self.value.as_ref().map_or(0, Vec::len)
             + headers
+    }
+}
+
+/// A worker's inbox: the records the dispatcher handed over and the
+/// worker has not taken yet.
+pub(super) fn inbox() -> (InboxSender, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let bytes = Arc::new(AtomicUsize::new(0));
+    (
+        InboxSender {
+            tx,
+            bytes: bytes.clone(),
+        },
+        Inbox { rx, bytes },
+    )
+}
+
+/// The dispatcher's end of an inbox.
+pub(super) struct InboxSender {
+    tx: mpsc::UnboundedSender<Record>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl InboxSender {
+    /// Hands `record` over. `false` if the worker has stopped (its
+    /// partition's next owner reads the record again).
+    pub(super) fn send(&self, record: Record) -> bool {
+        let bytes = record.held_bytes();
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if self.tx.send(record).is_err() {
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Bytes of the records waiting in the inbox ([`Record::held_bytes`]).
+    pub(super) fn held(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// The worker's end of an inbox.
+pub(super) struct Inbox {
+    rx: mpsc::UnboundedReceiver<Record>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    /// The next record, once there is one; `None` once the dispatcher has
+    /// dropped its end and every record was taken.
+    pub(super) async fn recv(&mut self) -> Option<Record> {
+        let r = self.rx.recv().await?;
+        Some(self.taken(r))
+    }
+
+    /// The next record if one is waiting.
+    pub(super) fn try_recv(&mut self) -> Option<Record> {
+        let r = self.rx.try_recv().ok()?;
+        Some(self.taken(r))
+    }
+
+    fn taken(&self, r: Record) -> Record {
+        self.bytes.fetch_sub(r.held_bytes(), Ordering::Relaxed);
+        r
     }
 }
 
@@ -88,6 +159,27 @@ mod tests {
             ]
         );
         assert_eq!(r.held_bytes(), 64 + 1 + 5 + (1 + 1) + 1 + (1 + 2));
+    }
+
+    #[tokio::test]
+    async fn an_inbox_counts_the_bytes_it_holds_until_they_are_taken() {
+        let record = |offset, len| Record {
+            offset,
+            key: None,
+            value: Some(vec![0; len]),
+            headers: Vec::new(),
+        };
+        let (tx, mut rx) = inbox();
+        assert!(tx.send(record(0, 100)));
+        assert!(tx.send(record(1, 1000)));
+        assert_eq!(tx.held(), 64 + 100 + 64 + 1000);
+        assert_eq!(rx.recv().await.map(|r| r.offset), Some(0));
+        assert_eq!(tx.held(), 64 + 1000);
+        assert_eq!(rx.try_recv().map(|r| r.offset), Some(1));
+        assert_eq!((tx.held(), rx.try_recv().is_none()), (0, true));
+        drop(rx);
+        assert!(!tx.send(record(2, 10)), "the worker has stopped");
+        assert_eq!(tx.held(), 0, "a record not handed over is not held");
     }
 
     #[test]

@@ -7,12 +7,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::consumer::PipelineContext;
 use super::in_flight::Calls;
 use super::outputs::OutputWindow;
-use super::record::Record;
+use super::record::{Inbox, Record};
 use super::route::request_id;
 use super::uncommitted::Uncommitted;
 use super::{Context, PipelineError};
@@ -111,7 +109,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Record>) -> Result<(), PipelineError> {
+    pub(super) async fn run(mut self, mut rx: Inbox) -> Result<(), PipelineError> {
         // Start from the latest replay progress any previous owner wrote.
         self.ctx.wait_replay_table().await?;
         if let Some(config) = &self.ctx.exactly_once {
@@ -173,7 +171,7 @@ impl Worker {
                             {
                                 break;
                             }
-                            let Ok(m) = rx.try_recv() else { break };
+                            let Some(m) = rx.try_recv() else { break };
                             self.take(m).await?;
                         }
                     }

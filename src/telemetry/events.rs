@@ -713,6 +713,37 @@ impl PartitionHeld<'_> {
     }
 }
 
+/// The request consumer paused a partition whose worker is behind, or
+/// resumed it once the worker caught up. Counted (pauses) and logged at
+/// `debug`.
+#[derive(Debug)]
+pub struct PartitionPaused<'a> {
+    pub instance: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    /// Bytes of records waiting for the partition's worker.
+    pub waiting_bytes: usize,
+    /// `false`: resumed.
+    pub paused: bool,
+}
+
+impl PartitionPaused<'_> {
+    pub fn emit(self) {
+        if self.paused {
+            counter!(
+                names::PARTITION_PAUSES_TOTAL,
+                "instance_id" => self.instance.to_string(),
+                "topic" => self.topic.to_string(),
+                "partition" => self.partition.to_string(),
+            )
+            .increment(1);
+            tracing::debug!(topic = %self.topic, partition = self.partition, waiting_bytes = self.waiting_bytes, "partition paused: its worker is behind");
+        } else {
+            tracing::debug!(topic = %self.topic, partition = self.partition, waiting_bytes = self.waiting_bytes, "partition resumed");
+        }
+    }
+}
+
 /// A partition has held for a while: offset commits are failing or far
 /// behind (the broker or the group coordinator is unreachable). Logged once
 /// per hold.

@@ -167,6 +167,11 @@ fn describe() {
         "Calls to an HTTP target with ordering: key that a request partition may have out now (adaptive)"
     );
     describe_counter!(
+        PARTITION_PAUSES_TOTAL,
+        Unit::Count,
+        "Times a request partition was paused because its worker was behind"
+    );
+    describe_counter!(
         UNCOMMITTED_HOLDS_TOTAL,
         Unit::Count,
         "Times a request partition stopped taking records at the redelivery bound"
