@@ -30,6 +30,7 @@
 //! librdkafka's transient local errors: librdkafka reports delivery errors
 //! as bare codes, without its own retriable flag.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -50,7 +51,8 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 /// producer.
 #[derive(Clone)]
 pub struct KafkaTarget {
-    topic: String,
+    /// Shared: each call's [`Delivery`] holds a clone of the target.
+    topic: Arc<str>,
     timeout: Duration,
     in_flight: usize,
     producer: FutureProducer,
@@ -102,7 +104,7 @@ impl KafkaTarget {
     /// caller builds (and shares between targets) with `acks=all`.
     pub fn new(binding: &KafkaBinding, producer: FutureProducer) -> KafkaTarget {
         KafkaTarget {
-            topic: binding.topic.clone(),
+            topic: binding.topic.as_str().into(),
             timeout: binding.timeout,
             in_flight: binding.in_flight.max(1) as usize,
             producer,
@@ -159,7 +161,7 @@ impl KafkaTarget {
 
     fn queue_full(&self) -> Failure {
         Failure::Kafka {
-            topic: self.topic.clone(),
+            topic: self.topic.to_string(),
             code: format!("{:?}", RDKafkaErrorCode::QueueFull),
             detail: format!(
                 "the producer's queue stayed full for {}ms",
@@ -179,7 +181,7 @@ impl KafkaTarget {
     /// from "slow".
     async fn timed_out(&self) -> Failure {
         let producer = self.producer.clone();
-        let topic = self.topic.clone();
+        let topic = self.topic.to_string();
         let probe = tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -199,7 +201,7 @@ impl KafkaTarget {
             _ => (RDKafkaErrorCode::MessageTimedOut, within),
         };
         Failure::Kafka {
-            topic: self.topic.clone(),
+            topic: self.topic.to_string(),
             code: format!("{code:?}"),
             detail,
             retriable: true,
@@ -212,7 +214,7 @@ impl KafkaTarget {
             None => ("Unknown".to_string(), error.to_string(), false),
         };
         Failure::Kafka {
-            topic: self.topic.clone(),
+            topic: self.topic.to_string(),
             code,
             detail,
             retriable,

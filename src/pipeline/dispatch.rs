@@ -158,6 +158,7 @@ pub async fn run_pipeline(
             window: outputs::OutputWindow::new(consumer.clone(), ctx.producer.clone(), &p.0, p.1),
             needs_replay: topic.control_points.iter().cloned().collect(),
             control_points: topic.control_points.clone(),
+            replay_keys: HashMap::new(),
             calls: Default::default(),
             throttles: Default::default(),
             delivered_ahead: Default::default(),

@@ -91,6 +91,8 @@ pub(super) struct Worker {
     pub(super) window: OutputWindow<PipelineContext>,
     /// Control points of the services that read this topic.
     pub(super) control_points: Vec<String>,
+    /// The key of this partition's replay progress, per control point.
+    pub(super) replay_keys: HashMap<String, String>,
     /// Control points for which this partition may have stored requests
     /// not yet replayed.
     pub(super) needs_replay: HashSet<String>,
@@ -279,9 +281,11 @@ impl Worker {
         let Some(cp) = service.control_point.clone() else {
             return self.forward_plain(job).await;
         };
-        let progress = ctx
-            .table
-            .replay_progress(&replay_key(&cp, &self.topic, self.partition));
+        if !self.replay_keys.contains_key(&cp) {
+            let key = replay_key(&cp, &self.topic, self.partition);
+            self.replay_keys.insert(cp.clone(), key);
+        }
+        let progress = ctx.table.replay_progress(&self.replay_keys[&cp]);
         if offset <= progress.max_source_offset {
             // Already delivered (or failed) from the stored topic.
             self.settle_calls().await?;

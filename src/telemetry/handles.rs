@@ -15,18 +15,22 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 
+/// A fast hasher for short label values looked up per request; the keys
+/// come from the topology, not from callers, so no hash flooding to fear.
+type Fast = foldhash::fast::FixedState;
+
 /// Handles of type `T`, by three label values (`""` where a metric has
 /// fewer labels).
 pub(super) struct Handles<T> {
     by_label: LazyLock<RwLock<Nested<T>>>,
 }
 
-type Nested<T> = HashMap<String, HashMap<String, HashMap<String, T>>>;
+type Nested<T> = HashMap<String, HashMap<String, HashMap<String, T, Fast>, Fast>, Fast>;
 
 impl<T: Clone> Handles<T> {
     pub(super) const fn new() -> Self {
         Handles {
-            by_label: LazyLock::new(|| RwLock::new(HashMap::new())),
+            by_label: LazyLock::new(|| RwLock::new(HashMap::default())),
         }
     }
 
