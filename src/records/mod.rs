@@ -35,6 +35,7 @@
 
 mod action;
 mod audit;
+mod binary;
 mod canonical;
 mod codec;
 mod common;

@@ -650,6 +650,11 @@ fn failed_events() -> impl Strategy<Value = FailedEvent> {
 
 proptest! {
     #[test]
+    fn stored_requests_encoded_by_hand_are_what_the_generic_writer_writes(request in stored_requests()) {
+        prop_assert_eq!(request.encode_by_hand(), request.encode_generic().unwrap());
+    }
+
+    #[test]
     fn arbitrary_stored_requests_round_trip(request in stored_requests()) {
         let bytes = request.encode().unwrap();
         prop_assert_eq!(StoredRequest::decode(&bytes).unwrap(), request);
