@@ -1,8 +1,9 @@
 //! The data path: the consumer group over every request topic, one task per
 //! source partition, processed in order, partitions concurrently.
 //!
-//! The dispatcher (`dispatch`) owns the consumer: it hands each record to
-//! its partition's `worker`, pausing a partition whose worker is behind. A
+//! The dispatcher (`dispatch`) owns the consumer: it copies each record
+//! once (`record`) into its partition's worker's inbox, pausing a
+//! partition while too much waits there for a worker that is behind. A
 //! worker stores a source offset only once the record's outputs, and those
 //! of every record before it, are acknowledged; librdkafka commits stored
 //! offsets. When partitions are revoked, the `consumer` context stops
