@@ -2,7 +2,7 @@
 //! files, and a listener that hands axum connections whose handshake is
 //! done.
 //!
-//! Handshakes run in their own tasks, each at most [`HANDSHAKE`] long, so a
+//! Handshakes run in their own tasks, each at most `HANDSHAKE` long, so a
 //! client that connects and says nothing holds up no one.
 
 use std::net::SocketAddr;

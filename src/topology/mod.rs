@@ -1,9 +1,9 @@
 //! Topology files: the YAML a user writes, read and checked in three steps.
 //!
-//! 1. [`yaml`] parses the text into nodes that remember their line and column;
-//! 2. [`parse`] reads the nodes into the topology *as written*, checking
+//! 1. `yaml` parses the text into nodes that remember their line and column;
+//! 2. `parse` reads the nodes into the topology *as written*, checking
 //!    shapes, keys (unknown keys are errors) and scalar types;
-//! 3. [`validate`] checks meaning (exception types, scopes, control points,
+//! 3. `validate` checks meaning (exception types, scopes, control points,
 //!    topics, schemas, interaction styles) and builds the checked
 //!    [`Topology`].
 //!
