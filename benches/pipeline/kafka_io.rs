@@ -101,6 +101,62 @@ pub async fn delete_topics(names: &[String]) {
     let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
 }
 
+/// Deletes the records of `topic` a lane is done with, so that the broker's
+/// storage does not grow with every repetition (the test broker keeps it
+/// in memory, and lists a partition's batches at every fetch): with
+/// `group`, those below the offsets the group committed (the consumed part
+/// of a backlog, the rest stays for the next run); without, every record
+/// (an output topic, counted by its high watermarks, which stay). Returns
+/// whether the broker deleted them.
+pub async fn trim(topic: &str, partitions: i32, group: Option<&str>) -> bool {
+    let (topic_name, group) = (topic.to_string(), group.map(str::to_string));
+    let upto = tokio::task::spawn_blocking(move || -> Vec<(i32, i64)> {
+        match group {
+            None => highs(&topic_name, partitions)
+                .into_iter()
+                .enumerate()
+                .map(|(p, high)| (p as i32, high))
+                .collect(),
+            Some(group) => {
+                let mut c = common::client_config();
+                c.set("group.id", &group).set("enable.auto.commit", "false");
+                let consumer: BaseConsumer = c.create().expect("offsets reader");
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                for p in 0..partitions {
+                    tpl.add_partition(&topic_name, p);
+                }
+                let committed = consumer
+                    .committed_offsets(tpl, Duration::from_secs(10))
+                    .unwrap_or_default();
+                committed
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) if o > 0 => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect()
+            }
+        }
+    })
+    .await
+    .expect("offsets");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for (p, offset) in upto.into_iter().filter(|(_, o)| *o > 0) {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(offset))
+            .expect("offset");
+    }
+    if tpl.count() == 0 {
+        return true;
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        common::client_config().create().expect("admin client");
+    match admin.delete_records(&tpl, &AdminOptions::new()).await {
+        Ok(result) => result.elements().iter().all(|e| e.error().is_ok()),
+        Err(_) => false,
+    }
+}
+
 /// Counts the records of a topic by its high watermarks.
 pub struct TopicCount {
     consumer: BaseConsumer,
@@ -109,6 +165,10 @@ pub struct TopicCount {
 }
 
 impl TopicCount {
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     pub fn new(topic: &str, partitions: i32) -> TopicCount {
         TopicCount {
             consumer: reader(),

@@ -6,7 +6,9 @@
 //! consumer side starts, and once its first output is there and a warm-up
 //! has passed, the outputs (the output topic's high watermarks, or the
 //! requests the HTTP target answered) are counted over the window. What is
-//! left of the backlog stays for the next run. A first, unmeasured run of
+//! left of the backlog stays for the next run; what the run consumed, and
+//! its outputs, are deleted from the broker, so that its storage does not
+//! grow from one repetition to the next. A first, unmeasured run of
 //! every lane sizes the backlog for the measured ones. Over the same
 //! window, the CPU time of what consumes (sfwd's process, or the baseline's
 //! threads in this process) and of the broker is read from `/proc`.
@@ -218,6 +220,20 @@ impl Bench<'_> {
             }
         }
         lane.left -= counter.count() - start;
+        // What this run consumed, and its outputs, are of no further use.
+        let group = match &lane.side {
+            Side::Bare { group, .. } | Side::Naive { group, .. } | Side::FanOut { group, .. } => {
+                group.as_str()
+            }
+            Side::Sfwd { app, .. } => app.name.as_str(),
+        };
+        let mut trimmed = kafka_io::trim(&lane.input, s.partitions, Some(group)).await;
+        if let Counter::Topic(t) = &counter {
+            trimmed &= kafka_io::trim(t.topic(), s.partitions, None).await;
+        }
+        if !trimmed {
+            eprintln!("  the broker did not delete the records this run is done with: its storage grows with each run");
+        }
         if lane.check_keys {
             lane.keys_checked += check_key_order(self.sim, &lane.input);
         }
