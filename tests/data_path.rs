@@ -823,7 +823,7 @@ services:
     .logging("info,sfwd::telemetry::events=debug");
     let (slow, fast, target) = (app.topic("slow"), app.topic("fast"), app.topic("target"));
     common::create_topics(&[(&slow, 1), (&fast, 1), (&target, 1)]).await;
-    // 6,000 requests of 1 KB: more than the 4 MiB that pause a partition.
+    // 6,000 requests of 1 KB: more than the 2 MiB that pause a partition.
     let slow_ids = produce_sized(&slow, 6000, 1000).await;
     let (mut a, admin) = app.start_with_admin("a");
     let paused = tokio::task::block_in_place(|| {
@@ -834,8 +834,8 @@ services:
     assert_eq!(common::process::field(&paused, "topic"), slow, "{paused}");
     let waiting = paused["waiting_bytes"].as_u64().expect("waiting_bytes");
     assert!(
-        (4 << 20..=5 << 20).contains(&waiting),
-        "paused with {waiting} bytes waiting: 4 MiB and the record that reached it"
+        (2 << 20..=3 << 20).contains(&waiting),
+        "paused with {waiting} bytes waiting: 2 MiB and the record that reached it"
     );
     let (_, metrics) = common::admin::get(&format!("{admin}/metrics")).await;
     let pauses = common::admin::metric(

@@ -60,14 +60,15 @@ impl Handles {
 ///
 /// A fetch brings up to `max.partition.fetch.bytes` (1 MiB by default) of
 /// one partition at once, and pausing drops what the consumer has fetched
-/// beyond it, to be fetched again on resuming: room for a few fetches
-/// keeps a worker that keeps up from ever being paused, and a slow one
-/// from being fetched many times over.
-const PAUSE_AT: usize = 4 << 20;
+/// beyond it, to be fetched again on resuming: room for two fetches keeps
+/// a worker that keeps up from being paused by a fetch's burst, and a slow
+/// one from being fetched many times over, and bounds what an instance
+/// holds to about 3 MiB per partition.
+const PAUSE_AT: usize = 2 << 20;
 
 /// …and below which it resumes it: enough left to work on while the
 /// consumer fetches again.
-const RESUME_BELOW: usize = 1 << 20;
+const RESUME_BELOW: usize = 512 << 10;
 
 /// The redelivery bound of a partition read by `services` (indices into
 /// the topology): `limits.max_uncommitted_records`, plus the calls a Kafka
