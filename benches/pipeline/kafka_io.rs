@@ -132,7 +132,7 @@ pub async fn trim(topic: &str, partitions: i32, group: Option<&str>) -> bool {
                     .elements()
                     .iter()
                     .filter_map(|e| match e.offset() {
-                        rdkafka::Offset::Offset(o) if o > 0 => Some((e.partition(), o)),
+                        rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
                         _ => None,
                     })
                     .collect()

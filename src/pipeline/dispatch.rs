@@ -215,8 +215,7 @@ pub async fn run_pipeline(
                 // Start the workers now, so that a partition without new
                 // records still replays its stored requests.
                 for p in assigned {
-                    let live = workers.lock().unwrap().contains_key(&p);
-                    if !live {
+                    if handles.live(&p.0, p.1).is_none() {
                         spawn(&p, &mut handles);
                     }
                 }
@@ -246,8 +245,10 @@ pub async fn run_pipeline(
                     resume.add_partition(&p.0, p.1);
                     paused.remove(&p);
                 }
-                if let Err(e) = consumer.resume(&resume) {
-                    tracing::debug!(error = %e, "resume");
+                if resume.count() > 0 {
+                    if let Err(e) = consumer.resume(&resume) {
+                        tracing::debug!(error = %e, "resume");
+                    }
                 }
             }
             message = consumer.recv() => {
