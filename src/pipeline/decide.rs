@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::control::{ControlPoint, Mode};
 use crate::records::FailureReason;
 
 /// Where a request comes from.
@@ -82,6 +83,30 @@ pub enum Decision {
     Store,
     /// The control point is forwarding again: call once more.
     Retry,
+}
+
+/// The writer's answer to the trigger of request `request_id`, published
+/// from an older state, read from the control point's state `now`.
+///
+/// The request is designated when `now`'s trigger names it, whichever
+/// instance published that trigger: when an instance stops between
+/// publishing a trigger and the writer's decision, the next owner of the
+/// partition calls the request again and publishes a trigger of its own,
+/// which the writer refuses as stale once it has applied the first. That
+/// request is still the activation's trigger, and goes to the failed
+/// events, never to the stored topic.
+pub fn answer(now: &ControlPoint, request_id: &str) -> Decision {
+    if now
+        .trigger
+        .as_ref()
+        .is_some_and(|t| t.request_id == request_id)
+    {
+        Decision::Designated
+    } else if now.mode == Mode::Store {
+        Decision::Store
+    } else {
+        Decision::Retry
+    }
 }
 
 /// What to do with a request after its trigger was decided.

@@ -10,7 +10,7 @@ use super::worker::{Flow, Job, Worker};
 use super::{Context, PipelineError};
 use crate::bindings::failure::chain_for;
 use crate::bindings::{Invocation, Request};
-use crate::control::{Cause, CommandKind, ControlPoint, Mode, Trigger};
+use crate::control::{Cause, CommandKind, ControlPoint, Trigger};
 use crate::records::{FailureReason, SourcePosition};
 use crate::rules::{ExceptionChain, MatchReport};
 use crate::telemetry;
@@ -311,16 +311,5 @@ impl Context {
 /// What the current state of `cp` means for `request`, whose trigger (if
 /// it sent one) was published from an older state.
 fn decision(ctx: &Context, cp: &str, request: &Request) -> Decision {
-    let now = ctx.table.get(cp);
-    let designated = now
-        .trigger
-        .as_ref()
-        .is_some_and(|t| t.request_id == request.request_id && t.instance == ctx.instance);
-    if designated {
-        Decision::Designated
-    } else if now.mode == Mode::Store {
-        Decision::Store
-    } else {
-        Decision::Retry
-    }
+    decide::answer(&ctx.table.get(cp), &request.request_id)
 }

@@ -218,10 +218,29 @@ impl Sfwd {
     }
 }
 
+/// Log lines of an instance printed when a test fails.
+const LINES_ON_FAILURE: usize = 200;
+
 impl Drop for Sfwd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failing test shows what each of its instances logged last
+            // (cargo prints a failing test's output).
+            while let Ok(v) = self.lines.try_recv() {
+                self.seen.push(v);
+            }
+            let from = self.seen.len().saturating_sub(LINES_ON_FAILURE);
+            eprintln!(
+                "--- instance {}: its last {} log lines ---",
+                self.instance,
+                self.seen.len() - from
+            );
+            for v in &self.seen[from..] {
+                eprintln!("{} {v}", self.instance);
+            }
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::control::{Command, CommandKind, Outcome, Trigger};
+use crate::rules::ExceptionChain;
 
 fn origins() -> Vec<Origin> {
     let mut v = vec![Origin::Replayed];
@@ -91,6 +93,57 @@ fn before_the_call() {
     assert_eq!(after_trigger(Decision::Designated), Settle::FailAsTrigger);
     assert_eq!(after_trigger(Decision::Store), Settle::Store);
     assert_eq!(after_trigger(Decision::Retry), Settle::CallAgain);
+}
+
+fn trigger_of(request_id: &str, instance: &str) -> Command {
+    Command {
+        id: format!("{instance}-{request_id}"),
+        kind: CommandKind::Trigger(Trigger {
+            request_id: request_id.to_string(),
+            service: "svc".into(),
+            interface: "I".into(),
+            operation: "op".into(),
+            chain: ExceptionChain::default(),
+            rule: "Unavailable".into(),
+            instance: instance.to_string(),
+        }),
+        observed_epoch: 0,
+        by: instance.to_string(),
+        at_ms: 1,
+    }
+}
+
+/// An instance publishes the trigger of request `r1` and dies before the
+/// writer decides; the partition's next owner calls `r1` again, it fails
+/// again, and its trigger, published from the same epoch, is refused as
+/// stale. `r1` is still the activation's trigger for the next owner: to the
+/// failed events, not stored (G3's one failed event per activation).
+#[test]
+fn the_trigger_of_an_instance_that_died_is_designated_for_the_next_owner() {
+    let mut state = ControlPoint::initial("cp");
+    let first = state.apply(&trigger_of("r1", "dead"));
+    assert!(matches!(first, Outcome::Applied { .. }), "{first:?}");
+    let again = state.apply(&trigger_of("r1", "next-owner"));
+    assert!(matches!(again, Outcome::Refused(_)), "{again:?}");
+    assert_eq!(answer(&state, "r1"), Decision::Designated);
+    assert_eq!(
+        answer(&state, "r2"),
+        Decision::Store,
+        "another request whose trigger lost is stored"
+    );
+    let forward = Command {
+        id: "op-forward".into(),
+        kind: CommandKind::Forward,
+        observed_epoch: state.epoch,
+        by: "operator:ann".into(),
+        at_ms: 2,
+    };
+    state.apply(&forward);
+    assert_eq!(
+        answer(&state, "r2"),
+        Decision::Retry,
+        "forwarding again by the time the answer is read: call once more"
+    );
 }
 
 /// What became of one request in the model.
