@@ -806,6 +806,8 @@ async fn a_partition_whose_worker_is_behind_is_paused_while_others_flow_and_lose
             r#"
 application: {name}
 kafka: {{ bootstrap: "unused:9092", partitions: 1 }}
+# Two partitions share 4 MiB: each is paused at 2 MiB.
+limits: {{ max_waiting_bytes: 4MiB }}
 services:
   slow:
     binding:
@@ -823,7 +825,7 @@ services:
     .logging("info,sfwd::telemetry::events=debug");
     let (slow, fast, target) = (app.topic("slow"), app.topic("fast"), app.topic("target"));
     common::create_topics(&[(&slow, 1), (&fast, 1), (&target, 1)]).await;
-    // 6,000 requests of 1 KB: more than the 2 MiB that pause a partition.
+    // 6,000 requests of 1 KB: more than the 2 MiB that pause the partition.
     let slow_ids = produce_sized(&slow, 6000, 1000).await;
     let (mut a, admin) = app.start_with_admin("a");
     let paused = tokio::task::block_in_place(|| {

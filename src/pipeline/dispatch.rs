@@ -40,6 +40,15 @@ impl Handles {
         self.0.get_mut(topic)?.get_mut(&partition)
     }
 
+    /// Workers not told to stop.
+    fn live_count(&self) -> usize {
+        self.0
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|h| !h.stop.is_fired())
+            .count()
+    }
+
     /// The handle of a worker not told to stop.
     fn live(&mut self, topic: &str, partition: i32) -> Option<&mut Handle> {
         self.get_mut(topic, partition)
@@ -55,20 +64,37 @@ impl Handles {
     }
 }
 
-/// Bytes of records ([`Record::held_bytes`]) waiting for a partition's
-/// worker at which the dispatcher pauses the partition…
+/// The least a partition may hold waiting for its worker before it is
+/// paused, whatever its share of `limits.max_waiting_bytes`.
 ///
 /// A fetch brings up to `max.partition.fetch.bytes` (1 MiB by default) of
 /// one partition at once, and pausing drops what the consumer has fetched
 /// beyond it, to be fetched again on resuming: room for two fetches keeps
-/// a worker that keeps up from being paused by a fetch's burst, and a slow
-/// one from being fetched many times over, and bounds what an instance
-/// holds to about 3 MiB per partition.
-const PAUSE_AT: usize = 2 << 20;
+/// a worker that keeps up from being paused by a fetch's burst.
+const PAUSE_AT_LEAST: usize = 2 << 20;
 
-/// …and below which it resumes it: enough left to work on while the
-/// consumer fetches again.
-const RESUME_BELOW: usize = 512 << 10;
+/// The most a partition may hold waiting for its worker: a few seconds of
+/// work at any record size, however few partitions share the budget.
+const PAUSE_AT_MOST: usize = 32 << 20;
+
+/// The bytes of records ([`Record::held_bytes`]) waiting for a partition's
+/// worker at which the dispatcher pauses the partition, with `partitions`
+/// live workers sharing `budget` (`limits.max_waiting_bytes`): an equal
+/// share, between [`PAUSE_AT_LEAST`] and [`PAUSE_AT_MOST`]. Each pause
+/// drops what the consumer prefetched of the partition and costs a fetch
+/// to start again, so the larger the share, the fewer pauses.
+fn pause_at(budget: u64, partitions: usize) -> usize {
+    let share = budget / partitions.max(1) as u64;
+    usize::try_from(share)
+        .unwrap_or(usize::MAX)
+        .clamp(PAUSE_AT_LEAST, PAUSE_AT_MOST)
+}
+
+/// A paused partition resumes once less than this waits: enough left to
+/// work on while the consumer fetches again.
+fn resume_below(pause_at: usize) -> usize {
+    pause_at / 4
+}
 
 /// The redelivery bound of a partition read by `services` (indices into
 /// the topology): `limits.max_uncommitted_records`, plus the calls a Kafka
@@ -129,6 +155,10 @@ pub async fn run_pipeline(
     // Partitions paused because their workers are behind.
     let mut paused: HashSet<Partition> = HashSet::new();
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(Partition, PipelineError)>();
+    let budget = ctx.topology.limits.max_waiting_bytes;
+    // This partition's share of the budget, counted again as workers start
+    // and when a partition reaches its share (partitions revoked since).
+    let mut pause_at_bytes = pause_at(budget, 1);
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -206,6 +236,9 @@ pub async fn run_pipeline(
 
     let result = loop {
         tokio::select! {
+            // An assignment is taken before the records it brings, so that
+            // each partition's share of the budget counts every partition.
+            biased;
             _ = stop.wait() => break Ok(()),
             Some((p, e)) = failed_rx.recv() => {
                 tracing::error!(topic = %p.0, partition = p.1, error = %e, "a partition stopped; stopping so that nothing is lost");
@@ -219,6 +252,7 @@ pub async fn run_pipeline(
                         spawn(&p, &mut handles);
                     }
                 }
+                pause_at_bytes = pause_at(budget, handles.live_count());
             }
             _ = tick.tick(), if !paused.is_empty() => {
                 // A partition resumes once its worker is nearly through what
@@ -228,7 +262,7 @@ pub async fn run_pipeline(
                     .filter(|p| {
                         handles
                             .live(&p.0, p.1)
-                            .is_none_or(|h| h.inbox.held() < RESUME_BELOW)
+                            .is_none_or(|h| h.inbox.held() < resume_below(pause_at_bytes))
                     })
                     .cloned()
                     .collect();
@@ -261,11 +295,17 @@ pub async fn run_pipeline(
                 };
                 if handles.live(m.topic(), m.partition()).is_none() {
                     spawn(&(m.topic().to_string(), m.partition()), &mut handles);
+                    pause_at_bytes = pause_at(budget, handles.live_count());
                 }
                 let h = handles.get_mut(m.topic(), m.partition()).expect("spawned");
                 // A worker that stopped leaves the record to the
                 // partition's next owner.
-                if !h.inbox.send(Record::of(&m)) || h.inbox.held() < PAUSE_AT {
+                if !h.inbox.send(Record::of(&m)) || h.inbox.held() < pause_at_bytes {
+                    continue;
+                }
+                pause_at_bytes = pause_at(budget, handles.live_count());
+                let h = handles.get_mut(m.topic(), m.partition()).expect("spawned");
+                if h.inbox.held() < pause_at_bytes {
                     continue;
                 }
                 let p = (m.topic().to_string(), m.partition());
@@ -311,4 +351,36 @@ pub async fn run_pipeline(
     }
     consumer.unsubscribe();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_paused_at_its_share_of_the_budget_within_bounds() {
+        let budget = 64 << 20;
+        assert_eq!(pause_at(budget, 8), 8 << 20, "an equal share");
+        assert_eq!(pause_at(budget, 0), PAUSE_AT_MOST, "before any worker");
+        assert_eq!(
+            pause_at(budget, 1),
+            PAUSE_AT_MOST,
+            "a few seconds of work at most"
+        );
+        assert_eq!(
+            pause_at(budget, 1000),
+            PAUSE_AT_LEAST,
+            "room for two fetches at least"
+        );
+        assert_eq!(pause_at(4 << 20, 2), 2 << 20);
+        for partitions in 0..200 {
+            let at = pause_at(budget, partitions);
+            assert!((PAUSE_AT_LEAST..=PAUSE_AT_MOST).contains(&at));
+            assert!(
+                at * partitions.max(1) <= (budget as usize).max(PAUSE_AT_LEAST * partitions),
+                "{partitions} partitions hold no more than the budget, or 2 MiB each"
+            );
+            assert!(resume_below(at) > 0 && resume_below(at) < at);
+        }
+    }
 }

@@ -135,11 +135,12 @@ impl Worker {
         }
         let mut changes = self.ctx.table.subscribe();
         loop {
-            for cp in self.control_points.clone() {
+            for i in 0..self.control_points.len() {
                 if self.stop.is_fired() {
                     break;
                 }
-                if self.replay_due(&cp) {
+                if self.replay_due(&self.control_points[i]) {
+                    let cp = self.control_points[i].clone();
                     // Live requests sent before the replay are settled
                     // first, and every stored copy is acknowledged, so that
                     // the replay sees the whole backlog.

@@ -12,6 +12,9 @@ pub use crate::wire::{
 };
 /// Default size limit of one request (key + value + headers).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// Default bytes of records an instance holds for workers that are behind
+/// (`limits.max_waiting_bytes`).
+pub const DEFAULT_MAX_WAITING_BYTES: u64 = 64 << 20;
 /// Default redelivery bound: records a source partition may take past its
 /// last committed offset.
 pub const DEFAULT_MAX_UNCOMMITTED_RECORDS: u64 = 1000;
@@ -57,6 +60,9 @@ pub struct Limits {
     /// record while the oldest record it took past the last successful
     /// offset commit was taken this long ago.
     pub max_uncommitted_age: Duration,
+    /// Bytes of records an instance holds for workers that are behind, all
+    /// its partitions together: each partition is paused at its share.
+    pub max_waiting_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

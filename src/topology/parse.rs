@@ -24,6 +24,7 @@ pub struct RawTopology {
     pub max_request_bytes: Option<Spanned<u64>>,
     pub max_uncommitted_records: Option<Spanned<u64>>,
     pub max_uncommitted_age: Option<Spanned<Duration>>,
+    pub max_waiting_bytes: Option<Spanned<u64>>,
     pub exception_types: Vec<RawType>,
     pub services: Vec<RawService>,
     pub services_loc: Option<Loc>,
@@ -180,6 +181,7 @@ impl Reader<'_> {
                 "max_request_bytes",
                 "max_uncommitted_records",
                 "max_uncommitted_age",
+                "max_waiting_bytes",
             ];
             if let Some(lf) = self.fields(limits, "`limits`", LIMITS) {
                 t.max_request_bytes = lf.get("max_request_bytes").and_then(|n| self.size(n));
@@ -188,6 +190,7 @@ impl Reader<'_> {
                 t.max_uncommitted_age = lf
                     .get("max_uncommitted_age")
                     .and_then(|n| self.duration(n).map(|value| Spanned { value, loc: n.loc }));
+                t.max_waiting_bytes = lf.get("max_waiting_bytes").and_then(|n| self.size(n));
             }
         }
         if let Some(types) = f.get("exception_types") {

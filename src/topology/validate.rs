@@ -43,6 +43,17 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
         None => DEFAULT_MAX_REQUEST_BYTES,
     };
     let (max_uncommitted_records, max_uncommitted_age) = redelivery_bound(&raw, d);
+    let max_waiting_bytes = match &raw.max_waiting_bytes {
+        Some(m) if m.value == 0 => {
+            d.error(m.loc, "`max_waiting_bytes` must be more than 0")
+                .hint(
+                    "the default is 64MiB; each partition is paused at its share, never below 2MiB",
+                );
+            DEFAULT_MAX_WAITING_BYTES
+        }
+        Some(m) => m.value,
+        None => DEFAULT_MAX_WAITING_BYTES,
+    };
 
     if raw.services.is_empty() {
         if let Some(loc) = raw.services_loc {
@@ -237,6 +248,7 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
             max_request_bytes,
             max_uncommitted_records,
             max_uncommitted_age,
+            max_waiting_bytes,
         },
         types,
         services,
@@ -831,6 +843,25 @@ services:
         let l = limits("");
         assert_eq!(l.max_uncommitted_records, 1000);
         assert_eq!(l.max_uncommitted_age, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_waiting_budget_defaults_to_64_mib_and_is_read_from_limits() {
+        assert_eq!(limits("").max_waiting_bytes, 64 << 20);
+        assert_eq!(
+            limits("limits: { max_waiting_bytes: 8MiB }").max_waiting_bytes,
+            8 << 20
+        );
+        let checked = check_str(
+            &TOPOLOGY.replace("LIMITS", "limits: { max_waiting_bytes: 0 }"),
+            Path::new("t.yaml"),
+        );
+        assert!(checked.topology.is_none());
+        let text = format!("{:?}", checked.diagnostics);
+        assert!(
+            text.contains("`max_waiting_bytes` must be more than 0"),
+            "{text}"
+        );
     }
 
     #[test]
