@@ -806,8 +806,8 @@ async fn a_partition_whose_worker_is_behind_is_paused_while_others_flow_and_lose
             r#"
 application: {name}
 kafka: {{ bootstrap: "unused:9092", partitions: 1 }}
-# Two partitions share 4 MiB: each is paused at 2 MiB.
-limits: {{ max_waiting_bytes: 4MiB }}
+# Two partitions share 6 MiB: each is paused at 3 MiB.
+limits: {{ max_waiting_bytes: 6MiB }}
 services:
   slow:
     binding:
@@ -825,7 +825,7 @@ services:
     .logging("info,sfwd::telemetry::events=debug");
     let (slow, fast, target) = (app.topic("slow"), app.topic("fast"), app.topic("target"));
     common::create_topics(&[(&slow, 1), (&fast, 1), (&target, 1)]).await;
-    // 6,000 requests of 1 KB: more than the 2 MiB that pause the partition.
+    // 6,000 requests of 1 KB: more than the 3 MiB that pause the partition.
     let slow_ids = produce_sized(&slow, 6000, 1000).await;
     let (mut a, admin) = app.start_with_admin("a");
     let paused = tokio::task::block_in_place(|| {
@@ -836,8 +836,8 @@ services:
     assert_eq!(common::process::field(&paused, "topic"), slow, "{paused}");
     let waiting = paused["waiting_bytes"].as_u64().expect("waiting_bytes");
     assert!(
-        (2 << 20..=3 << 20).contains(&waiting),
-        "paused with {waiting} bytes waiting: 2 MiB and the record that reached it"
+        (3 << 20..=4 << 20).contains(&waiting),
+        "paused with {waiting} bytes waiting: its 3 MiB share and the record that reached it"
     );
     let (_, metrics) = common::admin::get(&format!("{admin}/metrics")).await;
     let pauses = common::admin::metric(

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::control::{ControlPoint, Mode};
+use crate::control::{Cause, ControlPoint, Mode};
 use crate::records::FailureReason;
 
 /// Where a request comes from.
@@ -86,21 +86,28 @@ pub enum Decision {
 }
 
 /// The writer's answer to the trigger of request `request_id`, published
-/// from an older state, read from the control point's state `now`.
+/// by `instance` from an older state, read from the control point's state
+/// `now`.
 ///
-/// The request is designated when `now`'s trigger names it, whichever
-/// instance published that trigger: when an instance stops between
-/// publishing a trigger and the writer's decision, the next owner of the
-/// partition calls the request again and publishes a trigger of its own,
-/// which the writer refuses as stale once it has applied the first. That
-/// request is still the activation's trigger, and goes to the failed
-/// events, never to the stored topic.
-pub fn answer(now: &ControlPoint, request_id: &str) -> Decision {
-    if now
-        .trigger
-        .as_ref()
-        .is_some_and(|t| t.request_id == request_id)
-    {
+/// The request is designated when `now` is the activation its trigger
+/// names, whichever instance published that trigger: when an instance
+/// stops between publishing a trigger and the writer's decision, the next
+/// owner of the partition calls the request again and publishes a trigger
+/// of its own, which the writer refuses as stale once it has applied the
+/// first. That request is still the activation's trigger, and goes to the
+/// failed events, never to the stored topic.
+///
+/// A state keeps the trigger of its last activation through later changes,
+/// and nothing in it tells which epoch that activation had: once another
+/// change followed (an operator's, say), only the instance that published
+/// the named trigger is designated, so that a request sent again under the
+/// same id (a resubmitted failed event) is not taken for the trigger of an
+/// activation it did not cause.
+pub fn answer(now: &ControlPoint, request_id: &str, instance: &str) -> Decision {
+    let designated = now.trigger.as_ref().is_some_and(|t| {
+        t.request_id == request_id && (now.cause == Cause::Trigger || t.instance == instance)
+    });
+    if designated {
         Decision::Designated
     } else if now.mode == Mode::Store {
         Decision::Store

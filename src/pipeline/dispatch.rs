@@ -156,8 +156,9 @@ pub async fn run_pipeline(
     let mut paused: HashSet<Partition> = HashSet::new();
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(Partition, PipelineError)>();
     let budget = ctx.topology.limits.max_waiting_bytes;
-    // This partition's share of the budget, counted again as workers start
-    // and when a partition reaches its share (partitions revoked since).
+    // Each partition's share of the budget, counted again as workers start
+    // and when a partition reaches it (partitions may have been revoked
+    // since).
     let mut pause_at_bytes = pause_at(budget, 1);
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

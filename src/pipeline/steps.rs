@@ -311,5 +311,5 @@ impl Context {
 /// What the current state of `cp` means for `request`, whose trigger (if
 /// it sent one) was published from an older state.
 fn decision(ctx: &Context, cp: &str, request: &Request) -> Decision {
-    decide::answer(&ctx.table.get(cp), &request.request_id)
+    decide::answer(&ctx.table.get(cp), &request.request_id, &ctx.instance)
 }

@@ -78,9 +78,10 @@ pub const IN_FLIGHT_LIMIT: &str = "sfwd_in_flight_limit";
 pub const UNCOMMITTED_HOLDS_TOTAL: &str = "sfwd_uncommitted_holds_total";
 
 /// Counter. Times the request consumer paused a partition because the
-/// records waiting for its worker reached 2 MiB (its worker is behind: a
-/// slow target, a replay, the redelivery bound); it resumes once fewer
-/// than 512 KiB wait. Labels: `topic`, `partition`.
+/// records waiting for its worker reached its share of
+/// `limits.max_waiting_bytes` (its worker is behind: a slow target, a
+/// replay, the redelivery bound); it resumes once less than a quarter of
+/// the share waits. Labels: `topic`, `partition`.
 pub const PARTITION_PAUSES_TOTAL: &str = "sfwd_partition_pauses_total";
 
 /// Gauge. Brokers the request consumer is connected to (state `UP`).

@@ -51,7 +51,15 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
                 );
             DEFAULT_MAX_WAITING_BYTES
         }
-        Some(m) => m.value,
+        Some(m) => {
+            if m.value < 2 << 20 {
+                d.warning(
+                    m.loc,
+                    "`max_waiting_bytes` is less than 2MiB: each partition still holds up to 2MiB for its worker before it is paused",
+                );
+            }
+            m.value
+        }
         None => DEFAULT_MAX_WAITING_BYTES,
     };
 
@@ -862,6 +870,17 @@ services:
             text.contains("`max_waiting_bytes` must be more than 0"),
             "{text}"
         );
+        let small = check_str(
+            &TOPOLOGY.replace("LIMITS", "limits: { max_waiting_bytes: 1MiB }"),
+            Path::new("t.yaml"),
+        );
+        assert_eq!(
+            small.topology.map(|t| t.limits.max_waiting_bytes),
+            Some(1 << 20),
+            "a small budget is a warning, not an error"
+        );
+        let text = format!("{:?}", small.diagnostics);
+        assert!(text.contains("less than 2MiB"), "{text}");
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Sfwd {
     pub instance: String,
     child: Child,
     lines: mpsc::Receiver<Value>,
+    /// The thread that reads the instance's standard output into `lines`.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Every log line seen so far.
     pub seen: Vec<Value>,
 }
@@ -91,7 +93,7 @@ impl Sfwd {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         let name = instance.to_string();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<Value>(&line) {
@@ -111,6 +113,7 @@ impl Sfwd {
             instance: instance.to_string(),
             child,
             lines: rx,
+            reader: Some(reader),
             seen: Vec::new(),
         }
     }
@@ -227,7 +230,11 @@ impl Drop for Sfwd {
         let _ = self.child.wait();
         if std::thread::panicking() {
             // A failing test shows what each of its instances logged last
-            // (cargo prints a failing test's output).
+            // (cargo prints a failing test's output): every line, once the
+            // reader has met the end of the dead instance's output.
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.join();
+            }
             while let Ok(v) = self.lines.try_recv() {
                 self.seen.push(v);
             }

@@ -113,6 +113,16 @@ fn trigger_of(request_id: &str, instance: &str) -> Command {
     }
 }
 
+fn operator(kind: CommandKind, observed_epoch: u64) -> Command {
+    Command {
+        id: format!("op-{}-{observed_epoch}", kind.name()),
+        kind,
+        observed_epoch,
+        by: "operator:ann".into(),
+        at_ms: 2,
+    }
+}
+
 /// An instance publishes the trigger of request `r1` and dies before the
 /// writer decides; the partition's next owner calls `r1` again, it fails
 /// again, and its trigger, published from the same epoch, is refused as
@@ -125,25 +135,36 @@ fn the_trigger_of_an_instance_that_died_is_designated_for_the_next_owner() {
     assert!(matches!(first, Outcome::Applied { .. }), "{first:?}");
     let again = state.apply(&trigger_of("r1", "next-owner"));
     assert!(matches!(again, Outcome::Refused(_)), "{again:?}");
-    assert_eq!(answer(&state, "r1"), Decision::Designated);
+    assert_eq!(answer(&state, "r1", "next-owner"), Decision::Designated);
     assert_eq!(
-        answer(&state, "r2"),
+        answer(&state, "r2", "next-owner"),
         Decision::Store,
         "another request whose trigger lost is stored"
     );
-    let forward = Command {
-        id: "op-forward".into(),
-        kind: CommandKind::Forward,
-        observed_epoch: state.epoch,
-        by: "operator:ann".into(),
-        at_ms: 2,
-    };
-    state.apply(&forward);
+    state.apply(&operator(CommandKind::Forward, state.epoch));
     assert_eq!(
-        answer(&state, "r2"),
+        answer(&state, "r2", "next-owner"),
         Decision::Retry,
         "forwarding again by the time the answer is read: call once more"
     );
+    assert_eq!(
+        answer(&state, "r1", "dead"),
+        Decision::Designated,
+        "the instance that published the trigger still knows it after a later change"
+    );
+}
+
+/// `r1` activated the store once; long after, it is sent again under the
+/// same id (a resubmitted failed event), fails, and an operator stores
+/// while its trigger is out. The state still names `r1` as the trigger of
+/// the earlier activation: another instance stores it.
+#[test]
+fn a_trigger_of_an_earlier_activation_designates_no_other_instance() {
+    let mut state = ControlPoint::initial("cp");
+    state.apply(&trigger_of("r1", "a"));
+    state.apply(&operator(CommandKind::Forward, state.epoch));
+    state.apply(&operator(CommandKind::Store, state.epoch));
+    assert_eq!(answer(&state, "r1", "b"), Decision::Store);
 }
 
 /// What became of one request in the model.
