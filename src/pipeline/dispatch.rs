@@ -301,12 +301,17 @@ pub async fn run_pipeline(
                 let h = handles.get_mut(m.topic(), m.partition()).expect("spawned");
                 // A worker that stopped leaves the record to the
                 // partition's next owner.
-                if !h.inbox.send(Record::of(&m)) || h.inbox.held() < pause_at_bytes {
+                if !h.inbox.send(Record::of(&m)) {
                     continue;
                 }
+                let held = h.inbox.held();
+                if held < pause_at_bytes {
+                    continue;
+                }
+                // Partitions revoked since the share was counted leave a
+                // larger share to the others.
                 pause_at_bytes = pause_at(budget, handles.live_count());
-                let h = handles.get_mut(m.topic(), m.partition()).expect("spawned");
-                if h.inbox.held() < pause_at_bytes {
+                if held < pause_at_bytes {
                     continue;
                 }
                 let p = (m.topic().to_string(), m.partition());
@@ -320,7 +325,7 @@ pub async fn run_pipeline(
                         instance: &ctx.instance,
                         topic: &p.0,
                         partition: p.1,
-                        waiting_bytes: h.inbox.held(),
+                        waiting_bytes: held,
                         paused: true,
                     }
                     .emit();
