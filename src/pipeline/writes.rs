@@ -23,13 +23,13 @@ impl Worker {
     ) -> Output {
         let ctx = &self.ctx;
         let record = StoredRequest {
-            request_id: request.request_id.clone(),
+            request_id: request.request_id,
             control_point: cp.to_string(),
             service: request.service,
             interface: request.interface,
             operation: request.operation,
             source,
-            key: request.key.clone(),
+            key: request.key,
             value: request.value,
             headers: request
                 .headers
@@ -45,14 +45,16 @@ impl Worker {
             instance: ctx.instance.clone(),
         };
         let stored = ctx.plan.control_point(cp);
+        // Encoded first, so that the key and the id move into the output.
+        let payload = record.encode().expect("a stored request always encodes");
         Output {
             topic: stored.stored_topic.clone(),
             partition: Some(self.partition % stored.stored_partitions),
-            key: request.key,
-            payload: record.encode().expect("a stored request always encodes"),
+            key: record.key,
+            payload,
             headers: vec![(
                 REQUEST_ID_HEADER.to_string(),
-                Some(request.request_id.into_bytes()),
+                Some(record.request_id.into_bytes()),
             )],
         }
     }
