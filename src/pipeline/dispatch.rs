@@ -19,6 +19,7 @@ use super::{outputs, uncommitted, worker, Context, Partition, PipelineError};
 use crate::bindings::Target;
 use crate::shutdown::{self, Shutdown};
 use crate::telemetry;
+use crate::topology::MIN_WAITING_PER_PARTITION;
 
 /// A partition's worker, as the dispatcher holds it.
 struct Handle {
@@ -65,13 +66,14 @@ impl Handles {
 }
 
 /// The least a partition may hold waiting for its worker before it is
-/// paused, whatever its share of `limits.max_waiting_bytes`.
+/// paused, whatever its share of `limits.max_waiting_bytes` (the topology
+/// warns about a budget below it).
 ///
 /// A fetch brings up to `max.partition.fetch.bytes` (1 MiB by default) of
 /// one partition at once, and pausing drops what the consumer has fetched
 /// beyond it, to be fetched again on resuming: room for two fetches keeps
 /// a worker that keeps up from being paused by a fetch's burst.
-const PAUSE_AT_LEAST: usize = 2 << 20;
+const PAUSE_AT_LEAST: usize = MIN_WAITING_PER_PARTITION as usize;
 
 /// The most a partition may hold waiting for its worker: a few seconds of
 /// work at any record size, however few partitions share the budget.

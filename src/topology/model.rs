@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 /// Default bytes of records an instance holds for workers that are behind
 /// (`limits.max_waiting_bytes`).
 pub const DEFAULT_MAX_WAITING_BYTES: u64 = 64 << 20;
+/// The least a partition may hold waiting for its worker before it is
+/// paused, whatever its share of `limits.max_waiting_bytes` (2 MiB).
+pub const MIN_WAITING_PER_PARTITION: u64 = 2 << 20;
 /// Default redelivery bound: records a source partition may take past its
 /// last committed offset.
 pub const DEFAULT_MAX_UNCOMMITTED_RECORDS: u64 = 1000;

@@ -52,7 +52,7 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
             DEFAULT_MAX_WAITING_BYTES
         }
         Some(m) => {
-            if m.value < 2 << 20 {
+            if m.value < MIN_WAITING_PER_PARTITION {
                 d.warning(
                     m.loc,
                     "`max_waiting_bytes` is less than 2MiB: each partition still holds up to 2MiB for its worker before it is paused",
