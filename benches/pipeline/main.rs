@@ -49,6 +49,12 @@
 //! benchmark's applications, to measure a setting's effect).
 //! `SFWD_BENCH_BROKER_PID`: the broker's process, for its CPU time.
 
+/// The allocator sfwd runs with (`src/main.rs`), for the baselines in this
+/// process too: the ratios then measure the work sfwd does, not a
+/// different `malloc`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
