@@ -32,9 +32,13 @@ struct Handle {
 }
 
 /// The workers' handles by topic, then partition: a record's handle is
-/// found by its borrowed topic name, without allocating.
+/// found by its borrowed topic name, without allocating, and with a fast
+/// hash (the keys are the topology's topics and the partitions the group
+/// assigned, nothing a caller chooses).
 #[derive(Default)]
-struct Handles(HashMap<String, HashMap<i32, Handle>>);
+struct Handles(HashMap<String, HashMap<i32, Handle, Fast>, Fast>);
+
+type Fast = foldhash::fast::FixedState;
 
 impl Handles {
     fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Handle> {
@@ -296,11 +300,12 @@ pub async fn run_pipeline(
                         continue;
                     }
                 };
-                if handles.live(m.topic(), m.partition()).is_none() {
-                    spawn(&(m.topic().to_string(), m.partition()), &mut handles);
+                let (topic, partition) = (m.topic(), m.partition());
+                if handles.live(topic, partition).is_none() {
+                    spawn(&(topic.to_string(), partition), &mut handles);
                     pause_at_bytes = pause_at(budget, handles.live_count());
                 }
-                let h = handles.get_mut(m.topic(), m.partition()).expect("spawned");
+                let h = handles.get_mut(topic, partition).expect("spawned");
                 // A worker that stopped leaves the record to the
                 // partition's next owner.
                 if !h.inbox.send(Record::of(&m)) {
@@ -316,7 +321,7 @@ pub async fn run_pipeline(
                 if held < pause_at_bytes {
                     continue;
                 }
-                let p = (m.topic().to_string(), m.partition());
+                let p = (topic.to_string(), partition);
                 if !paused.contains(&p) {
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition(&p.0, p.1);

@@ -298,6 +298,16 @@ impl Uncommitted {
     }
 
     /// Whether records taken are waiting for a commit.
+    /// Whether one more record of the records a worker takes in one turn
+    /// may be taken without the full look of [`Uncommitted::holds`]: the
+    /// partition is below the count at which it asks for a commit. The
+    /// turn's first record had that look, and a turn lasts milliseconds, far
+    /// less than the age bound.
+    pub(super) fn well_under(&self) -> bool {
+        self.bound
+            .is_none_or(|bound| self.taken.len() < bound.ask_at())
+    }
+
     pub(super) fn has_work(&self) -> bool {
         !self.taken.is_empty()
     }

@@ -170,7 +170,7 @@ impl Worker {
                         for _ in 1..BATCH {
                             if self.stop.is_fired()
                                 || changes.has_changed().unwrap_or(true)
-                                || self.uncommitted.holds()
+                                || (!self.uncommitted.well_under() && self.uncommitted.holds())
                             {
                                 break;
                             }

@@ -255,6 +255,29 @@ async fn an_idle_partition_with_work_wakes_to_ask_for_a_commit_halfway_to_the_ag
 }
 
 #[tokio::test]
+async fn a_record_may_skip_the_full_look_only_below_the_count_that_asks_for_a_commit() {
+    // Bound 8: a commit is asked for at 2 records taken, held at 8.
+    let mut s = setup(bound(8, Duration::from_secs(3600)));
+    assert!(s.uncommitted.well_under());
+    s.uncommitted.take(0);
+    assert!(s.uncommitted.well_under(), "one taken, below a quarter");
+    s.uncommitted.take(1);
+    assert!(
+        !s.uncommitted.well_under(),
+        "at a quarter the full look asks for a commit"
+    );
+    assert!(!s.uncommitted.holds());
+    assert_eq!(s.asks.load(Ordering::Relaxed), 1);
+    for offset in 2..8 {
+        s.uncommitted.take(offset);
+        assert!(!s.uncommitted.well_under());
+    }
+    assert!(s.uncommitted.holds(), "the bound is never passed unlooked");
+    let unbounded = setup(None);
+    assert!(unbounded.uncommitted.well_under());
+}
+
+#[tokio::test]
 async fn without_a_bound_nothing_holds() {
     let mut s = setup(None);
     for offset in 0..10_000 {
