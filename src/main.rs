@@ -15,36 +15,15 @@ mod cli;
 /// for transparent huge pages (`no_thp`): with them, an idle instance took
 /// 57 MB instead of 42, and a replaying one 220 MB instead of 173.
 ///
-/// It also replaces `malloc` and `free` for the C code linked in
-/// (`override`): librdkafka allocates every produced message and each of
-/// its headers, and frees them on its delivery-report thread, which with
-/// glibc's malloc was about a tenth of a pass-through's CPU.
+/// librdkafka and RocksDB keep glibc's `malloc`. mimalloc can take it over
+/// for them too (its `override` feature): that cut a 100 B Kafka
+/// pass-through's CPU per record by about a tenth, but mimalloc keeps
+/// freed memory for a second before giving it back, and with librdkafka's
+/// fetch buffers in it a 1 KB pass-through peaked above 200 MB in four runs
+/// of nine (glibc: 164 to 183 MB); giving it back after 10 ms kept the
+/// peak at 161 MB and took the CPU back (README, "Latest results").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// How long mimalloc keeps memory freed before it gives it back to the
-/// system, in milliseconds (ten times as long for its arenas). mimalloc 3
-/// waits a second; with librdkafka's fetch buffers and produced messages in
-/// it too, a Kafka pass-through of 1 KB records then peaked at 176 to 210
-/// MB, against 164 to 183 with glibc's malloc, and at 10 ms (mimalloc 2's
-/// default) at 161 MB. `MIMALLOC_PURGE_DELAY` in the environment wins.
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
-
-/// `mi_option_purge_delay`: its place in mimalloc 3's `mi_option_e`.
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
-extern "C" {
-    /// mimalloc's own setter of its options, linked in with the allocator.
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-
-/// Applies [`PURGE_DELAY_MS`], unless the environment sets it.
-fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: mimalloc's options may be set at any time, from any thread.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
-    }
-}
 
 /// Store-and-forward for Kafka: when a service goes down, every instance
 /// parks its requests; when it comes back, they are replayed in order.
@@ -91,7 +70,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
     let args = Args::parse();
     match args.command {
         Command::Demo(args) => cli::demo::run(args),
@@ -101,28 +79,5 @@ fn main() -> ExitCode {
         Command::Failed(args) => cli::failed::run(args),
         Command::Stored(args) => cli::stored::run(args),
         Command::TargetSim(args) => cli::target_sim::run(args),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    extern "C" {
-        fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
-    }
-
-    #[test]
-    fn the_purge_delay_is_the_option_mimalloc_documents() {
-        // Nothing has set it yet in this process: mimalloc 3's default for
-        // `mi_option_purge_delay` is one second. Another option at that
-        // place (a different mimalloc) would not start at 1000.
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-            return;
-        }
-        assert_eq!(unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 1000);
-        super::tune_allocator();
-        assert_eq!(
-            unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) },
-            super::PURGE_DELAY_MS
-        );
     }
 }

@@ -51,7 +51,7 @@
 
 /// The allocator sfwd runs with (`src/main.rs`), for the baselines in this
 /// process too: the ratios then measure the work sfwd does, not a
-/// different `malloc`.
+/// different allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
