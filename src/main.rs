@@ -21,7 +21,7 @@ mod cli;
 /// freed memory for a second before giving it back, and with librdkafka's
 /// fetch buffers in it a 1 KB pass-through peaked above 200 MB in four runs
 /// of nine (glibc: 164 to 183 MB); giving it back after 10 ms kept the
-/// peak at 161 MB and took the CPU back (README, "Latest results").
+/// peak at 161 MB but took the CPU gain back (README, "Latest results").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -297,7 +297,6 @@ impl Uncommitted {
         over
     }
 
-    /// Whether records taken are waiting for a commit.
     /// Whether one more record of the records a worker takes in one turn
     /// may be taken without the full look of [`Uncommitted::holds`]: the
     /// partition is below the count at which it asks for a commit. The
@@ -308,6 +307,7 @@ impl Uncommitted {
             .is_none_or(|bound| self.taken.len() < bound.ask_at())
     }
 
+    /// Whether records taken are waiting for a commit.
     pub(super) fn has_work(&self) -> bool {
         !self.taken.is_empty()
     }
