@@ -46,16 +46,19 @@ pub fn check(raw: RawTopology, dir: &Path, d: &mut Diagnostics) -> Option<Topolo
     let max_waiting_bytes = match &raw.max_waiting_bytes {
         Some(m) if m.value == 0 => {
             d.error(m.loc, "`max_waiting_bytes` must be more than 0")
-                .hint(
-                    "the default is 64MiB; each partition is paused at its share, never below 2MiB",
-                );
+                .hint(format!(
+                "the default is {}MiB; each partition is paused at its share, never below {}MiB",
+                DEFAULT_MAX_WAITING_BYTES >> 20,
+                MIN_WAITING_PER_PARTITION >> 20,
+            ));
             DEFAULT_MAX_WAITING_BYTES
         }
         Some(m) => {
             if m.value < MIN_WAITING_PER_PARTITION {
+                let floor = MIN_WAITING_PER_PARTITION >> 20;
                 d.warning(
                     m.loc,
-                    "`max_waiting_bytes` is less than 2MiB: each partition still holds up to 2MiB for its worker before it is paused",
+                    format!("`max_waiting_bytes` is less than {floor}MiB: each partition still holds up to {floor}MiB for its worker before it is paused"),
                 );
             }
             m.value
